@@ -1,0 +1,46 @@
+# The two commands: `make run` (the whole platform embedded, Envoy in front) and `make test` (the suite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+SOURCES := pyproject.toml setup.py $(shell find proto third_party core_ext -name '*.proto' -o -name '*.pyx' -o -name '*.pxd' 2>/dev/null)
+
+.PHONY: run test install lint-proto breaking-proto backends pytest bench run-distributed clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(PY) $(SOURCES)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) -m services.embedded
+
+test: install backends lint-proto breaking-proto pytest
+
+backends:
+	bash scripts/ensure-backends.sh
+
+lint-proto: install
+	buf lint
+
+# buf breaking compares the contracts with the previous commit; skipped (and said so) when there is none.
+breaking-proto: install
+	@if git rev-parse --verify --quiet HEAD~1 >/dev/null && git cat-file -e HEAD~1:buf.yaml 2>/dev/null; then \
+		echo "buf breaking --against '.git#ref=HEAD~1'"; buf breaking --against '.git#ref=HEAD~1'; \
+	else echo "buf breaking: skipped, HEAD~1 has no buf.yaml (no previous contract to compare with)"; fi
+
+pytest: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build gen *.egg-info core_ext/*.so core_ext/_bsm.c
