@@ -12,56 +12,9 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_py import build_py
 
 ROOT = pathlib.Path(__file__).resolve().parent
-PROTO_ROOT = ROOT / "proto"
-THIRD_PARTY = ROOT / "third_party" / "googleapis"
-GEN_ROOT = ROOT / "gen"
-DESCRIPTOR_SET = GEN_ROOT / "tastyplat" / "descriptor_set.pb"
+sys.path.insert(0, str(ROOT))
 
-
-def _proto_files() -> list[pathlib.Path]:
-    return sorted(PROTO_ROOT.rglob("*.proto"))
-
-
-def _proto_packages() -> list[str]:
-    """Python packages implied by the proto tree (tastyplat, tastyplat.x, tastyplat.x.v1, ...)."""
-    packages: set[str] = set()
-    for proto in _proto_files():
-        parts = proto.parent.relative_to(PROTO_ROOT).parts
-        for depth in range(1, len(parts) + 1):
-            packages.add(".".join(parts[:depth]))
-    return sorted(packages)
-
-
-def generate_protos() -> None:
-    """Run protoc over every contract; write *_pb2.py, *_pb2.pyi, *_pb2_grpc.py and the descriptor set."""
-    import grpc_tools
-    from grpc_tools import protoc
-
-    well_known = pathlib.Path(grpc_tools.__file__).parent / "_proto"
-    GEN_ROOT.mkdir(exist_ok=True)
-    files = [str(p.relative_to(PROTO_ROOT)) for p in _proto_files()]
-    args = [
-        "grpc_tools.protoc",
-        f"-I{PROTO_ROOT}",
-        f"-I{THIRD_PARTY}",
-        f"-I{well_known}",
-        f"--python_out={GEN_ROOT}",
-        f"--pyi_out={GEN_ROOT}",
-        f"--grpc_python_out={GEN_ROOT}",
-        f"--descriptor_set_out={DESCRIPTOR_SET}",
-        "--include_imports",
-        "--include_source_info",
-        *files,
-    ]
-    DESCRIPTOR_SET.parent.mkdir(parents=True, exist_ok=True)
-    if protoc.main(args) != 0:
-        raise SystemExit("protoc failed; see the messages above")
-    for package in _proto_packages():
-        init = GEN_ROOT.joinpath(*package.split("."), "__init__.py")
-        init.parent.mkdir(parents=True, exist_ok=True)
-        if not init.exists():
-            init.write_text('"""Generated from proto/; do not edit."""\n')
-    (GEN_ROOT / "tastyplat" / "py.typed").write_text("")
+from build_support.protos import generate_protos, proto_packages  # noqa: E402
 
 
 class BuildPyWithProtos(build_py):
@@ -94,7 +47,7 @@ extensions = cythonize(
 )
 
 setup(
-    packages=_proto_packages()
+    packages=proto_packages()
     + find_packages(include=["services", "services.*", "core_ext", "core_ext.*", "gateway", "gateway.*"]),
     package_dir={"tastyplat": "gen/tastyplat"},
     package_data={
