@@ -1,0 +1,1 @@
+"""Compiled option pricing core (issue 4)."""
