@@ -10,8 +10,12 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 THIRD_PARTY = ROOT / "third_party" / "googleapis"
+GRPC_PROTOS = ROOT / "third_party" / "grpc"
 GEN_ROOT = ROOT / "gen"
 DESCRIPTOR_SET = GEN_ROOT / "tastyplat" / "descriptor_set.pb"
+# Beyond our own contracts, Envoy's transcoder needs google.rpc (to render error details as JSON) and
+# grpc.health.v1 (so health can be called over REST); these go into the descriptor set only.
+DESCRIPTOR_EXTRAS = ("google/rpc/status.proto", "google/rpc/error_details.proto", "grpc/health/v1/health.proto")
 
 
 def _proto_files() -> list[pathlib.Path]:
@@ -36,22 +40,28 @@ def generate_protos() -> None:
     well_known = pathlib.Path(grpc_tools.__file__).parent / "_proto"
     GEN_ROOT.mkdir(exist_ok=True)
     files = [str(p.relative_to(PROTO_ROOT)) for p in _proto_files()]
-    args = [
+    includes = [f"-I{PROTO_ROOT}", f"-I{THIRD_PARTY}", f"-I{GRPC_PROTOS}", f"-I{well_known}"]
+    codegen = [
         "grpc_tools.protoc",
-        f"-I{PROTO_ROOT}",
-        f"-I{THIRD_PARTY}",
-        f"-I{well_known}",
+        *includes,
         f"--python_out={GEN_ROOT}",
         f"--pyi_out={GEN_ROOT}",
         f"--grpc_python_out={GEN_ROOT}",
+        *files,
+    ]
+    descriptors = [
+        "grpc_tools.protoc",
+        *includes,
         f"--descriptor_set_out={DESCRIPTOR_SET}",
         "--include_imports",
         "--include_source_info",
         *files,
+        *DESCRIPTOR_EXTRAS,
     ]
     DESCRIPTOR_SET.parent.mkdir(parents=True, exist_ok=True)
-    if protoc.main(args) != 0:
-        raise SystemExit("protoc failed; see the messages above")
+    for args in (codegen, descriptors):
+        if protoc.main(args) != 0:
+            raise SystemExit("protoc failed; see the messages above")
     for package in proto_packages():
         init = GEN_ROOT.joinpath(*package.split("."), "__init__.py")
         init.parent.mkdir(parents=True, exist_ok=True)
