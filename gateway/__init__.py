@@ -1,0 +1,1 @@
+"""Envoy gateway: config generated from the descriptor set, process control, development certificates."""
