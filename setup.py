@@ -9,7 +9,6 @@ import sys
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, find_packages, setup
-from setuptools.command.build_py import build_py
 
 ROOT = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
@@ -17,13 +16,8 @@ sys.path.insert(0, str(ROOT))
 from build_support.protos import generate_protos, proto_packages  # noqa: E402
 
 
-class BuildPyWithProtos(build_py):
-    """build_py that first regenerates the protobuf modules (also runs for editable installs)."""
-
-    def run(self) -> None:
-        generate_protos()
-        super().run()
-
+# Generated before setup() so that every command (egg_info, build_py, editable installs) sees the packages.
+generate_protos()
 
 # Compiler flags for the pricing kernel. -fno-math-errno lets gcc call glibc's SIMD maths (libmvec)
 # without -ffast-math, so NaN/Inf semantics stay IEEE. TASTYPLAT_MARCH picks the target ISA: "native"
@@ -55,5 +49,4 @@ setup(
         "": ["*.pyi", "py.typed"],
     },
     ext_modules=extensions,
-    cmdclass={"build_py": BuildPyWithProtos},
 )
