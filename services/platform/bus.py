@@ -1,0 +1,663 @@
+"""The message bus port, with an in-process implementation (embedded mode) and a RabbitMQ one (aio-pika).
+
+Theory of operation. Publishers send `(topic, payload, message_id)` to one topic exchange; `publish`
+returns only once the bus has taken responsibility for the message (RabbitMQ: the publisher confirm for a
+persistent message; in-process: the message sits in every matching queue). Subscribers bind a queue to one
+or more topic patterns (AMQP rules: words split by ".", `*` matches one word, `#` zero or more):
+
+- `queue=None`: a private queue that lives as long as the subscription; every such subscriber sees every
+  matching message (fan-out).
+- `queue="name"`: a durable named queue shared by competing consumers; messages wait there while nobody
+  consumes. It has a delivery limit: a message rejected with requeue more often than that, or rejected
+  without requeue, moves to the dead-letter queue `name.dead`, readable with `subscribe_dead_letters`.
+
+Delivery is at-least-once: an unacknowledged message goes back to its queue (flagged `redelivered`) when
+its subscription closes or the connection drops. A subscription therefore skips, and acknowledges, a
+message whose id it has already acknowledged (a bounded window of recent ids); consumers with side effects
+that must survive a restart keep their own durable record of handled ids as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, Self
+
+__all__ = [
+    "BusClosed",
+    "BusError",
+    "Delivery",
+    "InProcessBus",
+    "MessageBus",
+    "PublishNotConfirmed",
+    "RabbitMqBus",
+    "Subscription",
+    "Unroutable",
+    "topic_matches",
+]
+
+DEFAULT_DELIVERY_LIMIT = 20
+DEFAULT_DEDUPE_WINDOW = 10_000
+_TOPIC_WORD = re.compile(r"^[^.*#\s]+$")
+
+
+class BusError(Exception):
+    """Base class of message bus failures."""
+
+
+class Unroutable(BusError):
+    """A message published with `mandatory=True` matched no queue."""
+
+
+class PublishNotConfirmed(BusError):
+    """The broker did not confirm a published message (nacked, timed out or the connection dropped)."""
+
+
+class BusClosed(BusError):
+    """The bus or the subscription has been closed."""
+
+
+def _check_topic(topic: str) -> None:
+    if not topic or not all(_TOPIC_WORD.match(word) for word in topic.split(".")):
+        raise ValueError(f"invalid topic {topic!r}: dot-separated words without '*', '#' or spaces")
+
+
+def _check_pattern(pattern: str) -> None:
+    words = pattern.split(".")
+    if not pattern or not all(word in ("*", "#") or _TOPIC_WORD.match(word) for word in words):
+        raise ValueError(f"invalid topic pattern {pattern!r}")
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    # Matched against "." + topic so that every word, the first included, is preceded by a dot; "#" then
+    # becomes "zero or more dotted words" without special cases at either end.
+    parts = []
+    for word in pattern.split("."):
+        if word == "#":
+            parts.append(r"(?:\.[^.]+)*")
+        elif word == "*":
+            parts.append(r"\.[^.]+")
+        else:
+            parts.append(r"\." + re.escape(word))
+    return re.compile("^" + "".join(parts) + "$")
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """Tell whether `topic` matches the AMQP topic `pattern` (`*` one word, `#` zero or more words)."""
+    return _pattern_regex(pattern).match("." + topic) is not None
+
+
+class Delivery:
+    """One delivered message; acknowledge it with `ack()` once handled, or `reject()` it."""
+
+    __slots__ = ("_ack", "_reject", "_settled", "delivery_count", "message_id", "payload", "redelivered", "topic")
+
+    def __init__(
+        self,
+        *,
+        topic: str,
+        payload: bytes,
+        message_id: str,
+        redelivered: bool,
+        delivery_count: int,
+        ack: Callable[[], Awaitable[None]],
+        reject: Callable[[bool], Awaitable[None]],
+    ) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.message_id = message_id
+        self.redelivered = redelivered
+        self.delivery_count = delivery_count
+        self._ack = ack
+        self._reject = reject
+        self._settled = False
+
+    async def ack(self) -> None:
+        """Acknowledge the message: the bus forgets it."""
+        if self._settled:
+            return
+        self._settled = True
+        await self._ack()
+
+    async def reject(self, requeue: bool = True) -> None:
+        """Give the message back (`requeue=True`) or send it to the dead-letter queue, if there is one."""
+        if self._settled:
+            return
+        self._settled = True
+        await self._reject(requeue)
+
+    def __repr__(self) -> str:
+        return (
+            f"Delivery(topic={self.topic!r}, message_id={self.message_id!r}, "
+            f"redelivered={self.redelivered}, bytes={len(self.payload)})"
+        )
+
+
+class Subscription(Protocol):
+    """An async iterator of deliveries from one queue; close it to give unacknowledged messages back."""
+
+    def __aiter__(self) -> AsyncIterator[Delivery]: ...
+
+    async def __anext__(self) -> Delivery: ...
+
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+
+class MessageBus(Protocol):
+    """Topic publish/subscribe with confirmed publishing and acknowledged, at-least-once delivery."""
+
+    async def publish(self, topic: str, payload: bytes, message_id: str, *, mandatory: bool = False) -> None:
+        """Publish one message; return once the bus has taken responsibility for it.
+
+        Raises:
+            Unroutable: `mandatory` is set and no queue is bound to a matching pattern.
+            PublishNotConfirmed: the broker did not confirm the message.
+            BusClosed: the bus is closed.
+        """
+        ...
+
+    async def subscribe(
+        self,
+        patterns: str | Sequence[str],
+        *,
+        queue: str | None = None,
+        prefetch: int = 64,
+    ) -> Subscription:
+        """Bind a queue to the topic patterns and start consuming from it (see the module docstring)."""
+        ...
+
+    async def subscribe_dead_letters(self, queue: str, *, prefetch: int = 64) -> Subscription:
+        """Consume the dead-letter queue of the named queue `queue`."""
+        ...
+
+    async def delete_queue(self, queue: str) -> None:
+        """Delete a named queue and its dead-letter queue (used by tests and deploy tooling)."""
+        ...
+
+    async def close(self) -> None:
+        """Close every subscription and the connection."""
+        ...
+
+
+class _DedupeWindow:
+    __slots__ = ("_ids", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._size = size
+
+    def __contains__(self, message_id: str) -> bool:
+        return message_id in self._ids
+
+    def add(self, message_id: str) -> None:
+        self._ids[message_id] = None
+        self._ids.move_to_end(message_id)
+        while len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+
+
+# ---------------------------------------------------------------------------------------------- in-process
+
+
+@dataclass(slots=True)
+class _Envelope:
+    topic: str
+    payload: bytes
+    message_id: str
+    delivery_count: int = 0
+
+
+class _MemoryQueue:
+    def __init__(self, name: str, *, durable: bool, delivery_limit: int | None, dead: _MemoryQueue | None) -> None:
+        self.name = name
+        self.durable = durable
+        self.delivery_limit = delivery_limit
+        self.dead = dead
+        self.ready: collections.deque[_Envelope] = collections.deque()
+        self.patterns: set[str] = set()
+        self.changed = asyncio.Condition()
+        self.consumers = 0
+
+    async def put(self, envelope: _Envelope, *, front: bool = False) -> None:
+        async with self.changed:
+            if front:
+                self.ready.appendleft(envelope)
+            else:
+                self.ready.append(envelope)
+            self.changed.notify_all()
+
+
+class _MemorySubscription:
+    def __init__(self, bus: InProcessBus, queue: _MemoryQueue, prefetch: int, dedupe_window: int) -> None:
+        self._bus = bus
+        self._queue = queue
+        self._prefetch = prefetch
+        self._unacked: dict[int, _Envelope] = {}
+        self._next_tag = 0
+        self._closed = False
+        self._seen = _DedupeWindow(dedupe_window)
+        queue.consumers += 1
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        while True:
+            queue = self._queue
+            async with queue.changed:
+                await queue.changed.wait_for(
+                    lambda: self._closed or (bool(queue.ready) and len(self._unacked) < self._prefetch)
+                )
+                if self._closed:
+                    raise StopAsyncIteration
+                envelope = queue.ready.popleft()
+            envelope.delivery_count += 1
+            self._next_tag += 1
+            tag = self._next_tag
+            self._unacked[tag] = envelope
+            delivery = Delivery(
+                topic=envelope.topic,
+                payload=envelope.payload,
+                message_id=envelope.message_id,
+                redelivered=envelope.delivery_count > 1,
+                delivery_count=envelope.delivery_count,
+                ack=lambda tag=tag: self._ack(tag),
+                reject=lambda requeue, tag=tag: self._reject(tag, requeue),
+            )
+            if envelope.message_id in self._seen:
+                await delivery.ack()
+                continue
+            return delivery
+
+    async def _ack(self, tag: int) -> None:
+        envelope = self._unacked.pop(tag, None)
+        if envelope is not None:
+            self._seen.add(envelope.message_id)
+        async with self._queue.changed:
+            self._queue.changed.notify_all()
+
+    async def _reject(self, tag: int, requeue: bool) -> None:
+        envelope = self._unacked.pop(tag, None)
+        if envelope is None:
+            return
+        queue = self._queue
+        over_limit = queue.delivery_limit is not None and envelope.delivery_count > queue.delivery_limit
+        if requeue and not over_limit:
+            await queue.put(envelope, front=True)
+        elif queue.dead is not None:
+            await queue.dead.put(_Envelope(envelope.topic, envelope.payload, envelope.message_id))
+        else:
+            async with queue.changed:
+                queue.changed.notify_all()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        queue = self._queue
+        queue.consumers -= 1
+        # Unacknowledged messages go back to the head of the queue in their original order.
+        for envelope in reversed(list(self._unacked.values())):
+            queue.ready.appendleft(envelope)
+        self._unacked.clear()
+        async with queue.changed:
+            queue.changed.notify_all()
+        self._bus._subscription_closed(self, queue)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+class InProcessBus:
+    """A `MessageBus` inside one process: the same contract as RabbitMQ, without durability across restarts."""
+
+    def __init__(
+        self,
+        *,
+        delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
+        dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
+    ) -> None:
+        self._queues: dict[str, _MemoryQueue] = {}
+        self._bindings: list[tuple[re.Pattern[str], _MemoryQueue]] = []
+        self._subscriptions: set[_MemorySubscription] = set()
+        self._delivery_limit = delivery_limit
+        self._dedupe_window = dedupe_window
+        self._private_counter = 0
+        self._closed = False
+
+    async def publish(self, topic: str, payload: bytes, message_id: str, *, mandatory: bool = False) -> None:
+        if self._closed:
+            raise BusClosed("the bus is closed")
+        _check_topic(topic)
+        if not message_id:
+            raise ValueError("message_id must not be empty")
+        dotted = "." + topic
+        targets = {id(queue): queue for regex, queue in self._bindings if regex.match(dotted)}
+        if not targets:
+            if mandatory:
+                raise Unroutable(f"no queue is bound to a pattern matching {topic!r}")
+            return
+        for queue in targets.values():
+            await queue.put(_Envelope(topic, bytes(payload), message_id))
+
+    async def subscribe(
+        self,
+        patterns: str | Sequence[str],
+        *,
+        queue: str | None = None,
+        prefetch: int = 64,
+    ) -> _MemorySubscription:
+        if self._closed:
+            raise BusClosed("the bus is closed")
+        pattern_list = [patterns] if isinstance(patterns, str) else list(patterns)
+        if not pattern_list:
+            raise ValueError("at least one topic pattern is required")
+        for pattern in pattern_list:
+            _check_pattern(pattern)
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1")
+        if queue is None:
+            self._private_counter += 1
+            target = _MemoryQueue(f"private.{self._private_counter}", durable=False, delivery_limit=None, dead=None)
+        else:
+            target = self._named_queue(queue)
+        for pattern in pattern_list:
+            if pattern not in target.patterns:
+                target.patterns.add(pattern)
+                self._bindings.append((_pattern_regex(pattern), target))
+        subscription = _MemorySubscription(self, target, prefetch, self._dedupe_window)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def subscribe_dead_letters(self, queue: str, *, prefetch: int = 64) -> _MemorySubscription:
+        if self._closed:
+            raise BusClosed("the bus is closed")
+        dead = self._named_queue(queue).dead
+        assert dead is not None
+        subscription = _MemorySubscription(self, dead, prefetch, self._dedupe_window)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def _named_queue(self, name: str) -> _MemoryQueue:
+        _check_topic(name)
+        existing = self._queues.get(name)
+        if existing is None:
+            dead = _MemoryQueue(f"{name}.dead", durable=True, delivery_limit=None, dead=None)
+            existing = _MemoryQueue(name, durable=True, delivery_limit=self._delivery_limit, dead=dead)
+            self._queues[name] = existing
+        return existing
+
+    def _subscription_closed(self, subscription: _MemorySubscription, queue: _MemoryQueue) -> None:
+        self._subscriptions.discard(subscription)
+        if not queue.durable and queue.consumers == 0:
+            self._bindings = [(regex, q) for regex, q in self._bindings if q is not queue]
+
+    async def delete_queue(self, queue: str) -> None:
+        target = self._queues.pop(queue, None)
+        if target is not None:
+            self._bindings = [(regex, q) for regex, q in self._bindings if q is not target]
+
+    async def close(self) -> None:
+        for subscription in list(self._subscriptions):
+            await subscription.close()
+        self._closed = True
+
+
+# ---------------------------------------------------------------------------------------------- RabbitMQ
+
+
+class _RabbitSubscription:
+    def __init__(self, channel: Any, queue: Any, dedupe_window: int, delete_on_close: bool) -> None:
+        self._channel = channel
+        self._queue = queue
+        self._inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self._consumer_tag: str | None = None
+        self._closed = False
+        self._seen = _DedupeWindow(dedupe_window)
+        self._delete_on_close = delete_on_close
+
+    async def start(self) -> None:
+        self._consumer_tag = await self._queue.consume(self._inbox.put, no_ack=False)
+
+    def __aiter__(self) -> AsyncIterator[Delivery]:
+        return self
+
+    async def __anext__(self) -> Delivery:
+        while True:
+            if self._closed:
+                raise StopAsyncIteration
+            message = await self._inbox.get()
+            if message is None:
+                raise StopAsyncIteration
+            headers = message.headers or {}
+            # Quorum queues count earlier failed deliveries in x-delivery-count (absent on the first one).
+            count = int(headers.get("x-delivery-count", 0)) + 1
+            if message.redelivered:
+                count = max(count, 2)
+            delivery = Delivery(
+                topic=message.routing_key or "",
+                payload=message.body,
+                message_id=message.message_id or "",
+                redelivered=bool(message.redelivered),
+                delivery_count=count,
+                ack=lambda m=message: self._ack(m),
+                reject=lambda requeue, m=message: m.nack(requeue=requeue),
+            )
+            if delivery.message_id and delivery.message_id in self._seen:
+                await delivery.ack()
+                continue
+            return delivery
+
+    async def _ack(self, message: Any) -> None:
+        await message.ack()
+        if message.message_id:
+            self._seen.add(message.message_id)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._inbox.put_nowait(None)
+        try:
+            if self._consumer_tag is not None and not self._channel.is_closed:
+                await self._queue.cancel(self._consumer_tag)
+            if self._delete_on_close and not self._channel.is_closed:
+                await self._queue.delete(if_unused=False, if_empty=False)
+        finally:
+            # Closing the channel makes the broker requeue everything still unacknowledged.
+            if not self._channel.is_closed:
+                await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+class RabbitMqBus:
+    """A `MessageBus` on RabbitMQ: one durable topic exchange, persistent messages, publisher confirms.
+
+    Named queues are quorum queues with a delivery limit and a dead-letter queue; private queues are
+    exclusive and deleted with their subscription. The connection is aio-pika's robust connection, which
+    reconnects and restores queues, bindings and consumers.
+    """
+
+    def __init__(
+        self,
+        connection: Any,
+        publish_channel: Any,
+        exchange: Any,
+        dead_letter_exchange: Any,
+        *,
+        exchange_name: str,
+        delivery_limit: int,
+        confirm_timeout: float,
+        dedupe_window: int,
+    ) -> None:
+        self._connection = connection
+        self._publish_channel = publish_channel
+        self._exchange = exchange
+        self._dead_letter_exchange = dead_letter_exchange
+        self._exchange_name = exchange_name
+        self._delivery_limit = delivery_limit
+        self._confirm_timeout = confirm_timeout
+        self._dedupe_window = dedupe_window
+        self._subscriptions: set[_RabbitSubscription] = set()
+        self._closed = False
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        exchange: str = "tastyplat",
+        delivery_limit: int = DEFAULT_DELIVERY_LIMIT,
+        confirm_timeout: float = 5.0,
+        dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
+        connect_timeout: float = 10.0,
+    ) -> RabbitMqBus:
+        """Connect to the broker at `url` (amqp://user:password@host:port/vhost) and declare the exchanges.
+
+        Raises:
+            BusError: the broker cannot be reached within `connect_timeout` seconds.
+        """
+        import aio_pika
+
+        _check_topic(exchange)
+        try:
+            connection = await aio_pika.connect_robust(url, timeout=connect_timeout)
+        except (OSError, asyncio.TimeoutError, aio_pika.exceptions.AMQPError) as error:
+            raise BusError(f"cannot connect to RabbitMQ: {error}") from error
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        topic_exchange = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        dead_letter_exchange = await channel.declare_exchange(
+            f"{exchange}.dlx", aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        return cls(
+            connection,
+            channel,
+            topic_exchange,
+            dead_letter_exchange,
+            exchange_name=exchange,
+            delivery_limit=delivery_limit,
+            confirm_timeout=confirm_timeout,
+            dedupe_window=dedupe_window,
+        )
+
+    async def publish(self, topic: str, payload: bytes, message_id: str, *, mandatory: bool = False) -> None:
+        import aio_pika
+        from aio_pika.exceptions import DeliveryError, PublishError
+        from pamqp.commands import Basic
+
+        if self._closed:
+            raise BusClosed("the bus is closed")
+        _check_topic(topic)
+        if not message_id:
+            raise ValueError("message_id must not be empty")
+        message = aio_pika.Message(
+            bytes(payload),
+            message_id=message_id,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            content_type="application/octet-stream",
+        )
+        try:
+            confirmation = await self._exchange.publish(
+                message, routing_key=topic, mandatory=mandatory, timeout=self._confirm_timeout
+            )
+        except PublishError as error:
+            raise Unroutable(f"no queue is bound to a pattern matching {topic!r}") from error
+        except DeliveryError as error:
+            raise PublishNotConfirmed(f"broker refused message {message_id}: {error}") from error
+        except (asyncio.TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError) as error:
+            raise PublishNotConfirmed(f"no confirm for message {message_id}: {error!r}") from error
+        if not isinstance(confirmation, Basic.Ack):
+            raise PublishNotConfirmed(f"broker did not ack message {message_id}: {confirmation!r}")
+
+    async def subscribe(
+        self,
+        patterns: str | Sequence[str],
+        *,
+        queue: str | None = None,
+        prefetch: int = 64,
+    ) -> _RabbitSubscription:
+        if self._closed:
+            raise BusClosed("the bus is closed")
+        pattern_list = [patterns] if isinstance(patterns, str) else list(patterns)
+        if not pattern_list:
+            raise ValueError("at least one topic pattern is required")
+        for pattern in pattern_list:
+            _check_pattern(pattern)
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1")
+        channel = await self._connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=prefetch)
+        if queue is None:
+            amqp_queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        else:
+            amqp_queue = await self._declare_named(channel, queue)
+        for pattern in pattern_list:
+            await amqp_queue.bind(self._exchange_name, routing_key=pattern)
+        subscription = _RabbitSubscription(channel, amqp_queue, self._dedupe_window, delete_on_close=False)
+        await subscription.start()
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def subscribe_dead_letters(self, queue: str, *, prefetch: int = 64) -> _RabbitSubscription:
+        if self._closed:
+            raise BusClosed("the bus is closed")
+        channel = await self._connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=prefetch)
+        await self._declare_named(channel, queue)
+        dead = await channel.declare_queue(f"{queue}.dead", durable=True)
+        subscription = _RabbitSubscription(channel, dead, self._dedupe_window, delete_on_close=False)
+        await subscription.start()
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def _declare_named(self, channel: Any, name: str) -> Any:
+        _check_topic(name)
+        dead = await channel.declare_queue(f"{name}.dead", durable=True)
+        await dead.bind(f"{self._exchange_name}.dlx", routing_key=name)
+        return await channel.declare_queue(
+            name,
+            durable=True,
+            arguments={
+                "x-queue-type": "quorum",
+                "x-delivery-limit": self._delivery_limit,
+                "x-dead-letter-exchange": f"{self._exchange_name}.dlx",
+                "x-dead-letter-routing-key": name,
+            },
+        )
+
+    async def delete_queue(self, queue: str) -> None:
+        channel = await self._connection.channel(publisher_confirms=False)
+        try:
+            await channel.queue_delete(queue)
+            await channel.queue_delete(f"{queue}.dead")
+        finally:
+            await channel.close()
+
+    async def delete_exchanges(self) -> None:
+        """Delete this bus's topic and dead-letter exchanges (tests with per-run exchange names)."""
+        await self._publish_channel.exchange_delete(self._exchange_name)
+        await self._publish_channel.exchange_delete(f"{self._exchange_name}.dlx")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for subscription in list(self._subscriptions):
+            await subscription.close()
+        self._subscriptions.clear()
+        await self._connection.close()
