@@ -1,0 +1,1 @@
+"""Broker service: Tastytrade accounts, balances, positions, transactions and option chains (tastyplat.broker.v1)."""

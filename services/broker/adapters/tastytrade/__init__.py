@@ -1,0 +1,1 @@
+"""Async client for the Tastytrade Open API (OAuth2, envelope, pagination, resilience)."""
