@@ -1,0 +1,193 @@
+"""Client side of peer calls: channels with the platform's limits, request id propagation, mandatory deadlines.
+
+gRPC Python sends no deadline unless the caller passes ``timeout=`` and does not carry an inbound
+call's deadline to outbound calls; a service-config ``timeout`` fires early in grpcio 1.85 (upstream
+#34547, #40633). So every peer call gets its deadline here, per call: the caller's ``timeout``, else the
+configured default, and never later than the deadline of the inbound call being served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from services.platform import errors
+from services.platform.context import current_request_id, new_request_id, remaining_time
+from services.platform.error_mapping import REQUEST_ID_METADATA_KEY
+from services.platform.settings import DEFAULT_MAX_MESSAGE_BYTES, ServerSettings
+
+__all__ = [
+    "MIN_PEER_TIMEOUT",
+    "PeerCallInterceptor",
+    "channel_options",
+    "create_channel",
+    "create_channel_from_settings",
+    "translate_peer_error",
+]
+
+# Below this an outbound call cannot complete; an inbound call this close to its deadline fails its peer
+# call at once with DEADLINE_EXCEEDED rather than never sending it.
+MIN_PEER_TIMEOUT = 0.001
+
+
+def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
+    """Return the channel arguments of a peer channel (message limits match the servers')."""
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        # Deadlines and retries are per call; a service config from DNS must not add its own.
+        ("grpc.service_config_disable_resolution", 1),
+        # Notice a dead peer on a quiet stream; servers accept pings down to every 10 s.
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 0),
+    ]
+
+
+def _pairs(metadata: Iterable[tuple[str, str | bytes]] | None) -> list[tuple[str, str | bytes]]:
+    return [(k, v) for k, v in metadata or ()]
+
+
+class PeerCallInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """Adds ``x-request-id`` (the inbound call's, or a new one) and a deadline to every outbound call."""
+
+    def __init__(self, *, default_timeout: float, default_stream_timeout: float) -> None:
+        """Create the interceptor.
+
+        Args:
+            default_timeout: Deadline in seconds for a unary-response call that names none.
+            default_stream_timeout: The same for a server-streaming or bidi call.
+
+        Raises:
+            ValueError: A default is not positive.
+        """
+        if not (default_timeout > 0 and default_stream_timeout > 0):
+            raise ValueError("peer call timeouts must be positive")
+        self.default_timeout = default_timeout
+        self.default_stream_timeout = default_stream_timeout
+
+    def _details(self, details: grpc.aio.ClientCallDetails, *, streaming: bool) -> grpc.aio.ClientCallDetails:
+        pairs = _pairs(details.metadata)
+        if not any(k == REQUEST_ID_METADATA_KEY for k, _ in pairs):
+            pairs.append((REQUEST_ID_METADATA_KEY, current_request_id() or new_request_id()))
+        timeout = details.timeout
+        if timeout is None:
+            timeout = self.default_stream_timeout if streaming else self.default_timeout
+        inbound = remaining_time()
+        if inbound is not None:
+            timeout = min(timeout, max(inbound, MIN_PEER_TIMEOUT))
+        return grpc.aio.ClientCallDetails(
+            method=details.method,
+            timeout=timeout,
+            metadata=grpc.aio.Metadata(*pairs),
+            credentials=details.credentials,
+            wait_for_ready=details.wait_for_ready,
+        )
+
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        """Unary call with request id and deadline."""
+        return await continuation(self._details(client_call_details, streaming=False), request)
+
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails, request: Any
+    ) -> Any:
+        """Server-streaming call with request id and deadline."""
+        return await continuation(self._details(client_call_details, streaming=True), request)
+
+    async def intercept_stream_unary(
+        self,
+        continuation: Callable[..., Any],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
+        """Client-streaming call with request id and deadline."""
+        return await continuation(self._details(client_call_details, streaming=False), request_iterator)
+
+    async def intercept_stream_stream(
+        self,
+        continuation: Callable[..., Any],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
+        """Bidi call with request id and deadline."""
+        return await continuation(self._details(client_call_details, streaming=True), request_iterator)
+
+
+def create_channel(
+    target: str,
+    *,
+    default_timeout: float = 5.0,
+    default_stream_timeout: float = 3600.0,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    credentials: grpc.ChannelCredentials | None = None,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    extra_options: Sequence[tuple[str, Any]] = (),
+) -> grpc.aio.Channel:
+    """Open a channel to a peer service.
+
+    Args:
+        target: ``host:port`` of the peer.
+        default_timeout: Deadline for unary-response calls that pass no ``timeout``.
+        default_stream_timeout: Deadline for streaming-response calls that pass no ``timeout``.
+        max_message_bytes: Same limit as the servers (batches exceed gRPC's 4 MiB default).
+        credentials: TLS credentials; plaintext when None.
+        interceptors: More client interceptors, run after the platform one.
+        extra_options: More channel arguments.
+
+    Returns:
+        A ``grpc.aio.Channel``; close it with ``await channel.close()``.
+    """
+    all_interceptors: list[grpc.aio.ClientInterceptor] = [
+        PeerCallInterceptor(default_timeout=default_timeout, default_stream_timeout=default_stream_timeout),
+        *interceptors,
+    ]
+    options = [*channel_options(max_message_bytes), *extra_options]
+    if credentials is None:
+        return grpc.aio.insecure_channel(target, options=options, interceptors=all_interceptors)
+    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=all_interceptors)
+
+
+def create_channel_from_settings(
+    target: str, settings: ServerSettings, *, credentials: grpc.ChannelCredentials | None = None
+) -> grpc.aio.Channel:
+    """Open a peer channel with the timeouts and message limit of ``settings``."""
+    return create_channel(
+        target,
+        default_timeout=settings.peer_timeout_seconds,
+        default_stream_timeout=settings.peer_stream_timeout_seconds,
+        max_message_bytes=settings.max_message_bytes,
+        credentials=credentials,
+    )
+
+
+def translate_peer_error(err: grpc.aio.AioRpcError, peer: str) -> errors.DomainError | None:
+    """Turn a peer's transport-level failure into a domain error, or None for the adapter to handle.
+
+    UNAVAILABLE becomes ``Unavailable`` (reason ``PEER_UNAVAILABLE``) and DEADLINE_EXCEEDED becomes
+    ``DeadlineExceeded`` (reason ``PEER_DEADLINE_EXCEEDED``), both naming the peer; business codes
+    (NOT_FOUND, INVALID_ARGUMENT, ...) mean something only to the adapter, which maps them itself.
+
+    Args:
+        err: What the stub call raised.
+        peer: Short name of the peer service (``"calculator"``).
+    """
+    code = err.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return errors.Unavailable(
+            f"{peer} service is unavailable", reason="PEER_UNAVAILABLE", metadata={"peer": peer}
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return errors.DeadlineExceeded(
+            f"{peer} service did not answer in time", reason="PEER_DEADLINE_EXCEEDED", metadata={"peer": peer}
+        )
+    return None
