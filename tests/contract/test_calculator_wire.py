@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 from google.protobuf import descriptor_pb2
+from google.protobuf.message import Message
 
 from tastyplat.calculator.v1 import calculator_service_pb2 as calc
 
@@ -94,7 +95,7 @@ def test_every_batch_message_has_packed_double_columns() -> None:
 
 
 @pytest.mark.parametrize(("cls", "name"), DOUBLE_COLUMNS, ids=lambda v: getattr(v, "__name__", v))
-def test_serialized_column_is_the_numpy_bytes(cls: type, name: str) -> None:
+def test_serialized_column_is_the_numpy_bytes(cls: type[Message], name: str) -> None:
     values = _column(1000, seed=len(name))
     message = cls()
     getattr(message, name).extend(values.tolist())
@@ -105,7 +106,7 @@ def test_serialized_column_is_the_numpy_bytes(cls: type, name: str) -> None:
 
 
 @pytest.mark.parametrize(("cls", "name"), DOUBLE_COLUMNS, ids=lambda v: getattr(v, "__name__", v))
-def test_column_written_from_tobytes_parses_back_unchanged(cls: type, name: str) -> None:
+def test_column_written_from_tobytes_parses_back_unchanged(cls: type[Message], name: str) -> None:
     values = _column(1000, seed=7 + len(name))
     number = cls.DESCRIPTOR.fields_by_name[name].number
     raw = _varint((number << 3) | 2) + _varint(values.nbytes) + values.tobytes()

@@ -6,12 +6,10 @@ import re
 from typing import TYPE_CHECKING
 
 import pytest
-from google.protobuf import descriptor_pb2
+from google.protobuf.descriptor_pb2 import FieldDescriptorProto as FieldProto
 
 if TYPE_CHECKING:
     from conftest import Contracts
-
-FieldProto = descriptor_pb2.FieldDescriptorProto
 
 
 def _own_enums(contracts: Contracts) -> list[str]:
