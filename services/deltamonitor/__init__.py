@@ -1,0 +1,1 @@
+"""The deltamonitor service (tastyplat.deltamonitor.v1)."""

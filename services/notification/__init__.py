@@ -1,0 +1,1 @@
+"""The notification service (tastyplat.notification.v1)."""

@@ -1,0 +1,1 @@
+"""The portfolio service (tastyplat.portfolio.v1)."""

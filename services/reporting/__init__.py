@@ -1,0 +1,1 @@
+"""The reporting service (tastyplat.reporting.v1)."""
