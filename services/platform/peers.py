@@ -21,10 +21,10 @@ from services.platform.settings import DEFAULT_MAX_MESSAGE_BYTES, ServerSettings
 
 __all__ = [
     "MIN_PEER_TIMEOUT",
-    "PeerCallInterceptor",
     "channel_options",
     "create_channel",
     "create_channel_from_settings",
+    "peer_call_interceptors",
     "translate_peer_error",
 ]
 
@@ -51,30 +51,16 @@ def _pairs(metadata: Iterable[tuple[str, str | bytes]] | None) -> list[tuple[str
     return [(k, v) for k, v in metadata or ()]
 
 
-class PeerCallInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
-    """Adds ``x-request-id`` (the inbound call's, or a new one) and a deadline to every outbound call."""
+class _PeerCallPolicy:
+    """Adds ``x-request-id`` (the inbound call's, or a new one) and a deadline to an outbound call."""
 
     def __init__(self, *, default_timeout: float, default_stream_timeout: float) -> None:
-        """Create the interceptor.
-
-        Args:
-            default_timeout: Deadline in seconds for a unary-response call that names none.
-            default_stream_timeout: The same for a server-streaming or bidi call.
-
-        Raises:
-            ValueError: A default is not positive.
-        """
         if not (default_timeout > 0 and default_stream_timeout > 0):
             raise ValueError("peer call timeouts must be positive")
         self.default_timeout = default_timeout
         self.default_stream_timeout = default_stream_timeout
 
-    def _details(self, details: grpc.aio.ClientCallDetails, *, streaming: bool) -> grpc.aio.ClientCallDetails:
+    def details(self, details: grpc.aio.ClientCallDetails, *, streaming: bool) -> grpc.aio.ClientCallDetails:
         pairs = _pairs(details.metadata)
         if not any(k == REQUEST_ID_METADATA_KEY for k, _ in pairs):
             pairs.append((REQUEST_ID_METADATA_KEY, current_request_id() or new_request_id()))
@@ -92,35 +78,66 @@ class PeerCallInterceptor(
             wait_for_ready=details.wait_for_ready,
         )
 
+
+# grpc.aio files a client interceptor under the first of the four kinds it is an instance of, so one class
+# implementing all four would only ever see unary-unary calls: one class per kind.
+class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, policy: _PeerCallPolicy) -> None:
+        self._policy = policy
+
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        """Unary call with request id and deadline."""
-        return await continuation(self._details(client_call_details, streaming=False), request)
+        return await continuation(self._policy.details(client_call_details, streaming=False), request)
+
+
+class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, policy: _PeerCallPolicy) -> None:
+        self._policy = policy
 
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
-        """Server-streaming call with request id and deadline."""
-        return await continuation(self._details(client_call_details, streaming=True), request)
+        return await continuation(self._policy.details(client_call_details, streaming=True), request)
+
+
+class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, policy: _PeerCallPolicy) -> None:
+        self._policy = policy
 
     async def intercept_stream_unary(
-        self,
-        continuation: Callable[..., Any],
-        client_call_details: grpc.aio.ClientCallDetails,
-        request_iterator: Any,
+        self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails, request_iterator: Any
     ) -> Any:
-        """Client-streaming call with request id and deadline."""
-        return await continuation(self._details(client_call_details, streaming=False), request_iterator)
+        return await continuation(self._policy.details(client_call_details, streaming=False), request_iterator)
+
+
+class _StreamStream(grpc.aio.StreamStreamClientInterceptor):
+    def __init__(self, policy: _PeerCallPolicy) -> None:
+        self._policy = policy
 
     async def intercept_stream_stream(
-        self,
-        continuation: Callable[..., Any],
-        client_call_details: grpc.aio.ClientCallDetails,
-        request_iterator: Any,
+        self, continuation: Callable[..., Any], client_call_details: grpc.aio.ClientCallDetails, request_iterator: Any
     ) -> Any:
-        """Bidi call with request id and deadline."""
-        return await continuation(self._details(client_call_details, streaming=True), request_iterator)
+        return await continuation(self._policy.details(client_call_details, streaming=True), request_iterator)
+
+
+def peer_call_interceptors(
+    *, default_timeout: float, default_stream_timeout: float
+) -> list[grpc.aio.ClientInterceptor]:
+    """Return the client interceptors (one per call kind) that add ``x-request-id`` and a deadline.
+
+    The request id is the inbound call's (from the call context) or a new one; the deadline is the
+    caller's ``timeout``, else the default for the call kind, capped by the inbound call's deadline.
+
+    Args:
+        default_timeout: Deadline in seconds for unary-response calls that name none.
+        default_stream_timeout: The same for server-streaming and bidi calls.
+
+    Raises:
+        ValueError: A default is not positive.
+    """
+    policy = _PeerCallPolicy(default_timeout=default_timeout, default_stream_timeout=default_stream_timeout)
+    return [_UnaryUnary(policy), _UnaryStream(policy), _StreamUnary(policy), _StreamStream(policy)]
 
 
 def create_channel(
@@ -141,14 +158,15 @@ def create_channel(
         default_stream_timeout: Deadline for streaming-response calls that pass no ``timeout``.
         max_message_bytes: Same limit as the servers (batches exceed gRPC's 4 MiB default).
         credentials: TLS credentials; plaintext when None.
-        interceptors: More client interceptors, run after the platform one.
+        interceptors: More client interceptors, run after the platform ones (an interceptor object is
+            used for only one call kind: the first grpc.aio interceptor base class it inherits).
         extra_options: More channel arguments.
 
     Returns:
         A ``grpc.aio.Channel``; close it with ``await channel.close()``.
     """
-    all_interceptors: list[grpc.aio.ClientInterceptor] = [
-        PeerCallInterceptor(default_timeout=default_timeout, default_stream_timeout=default_stream_timeout),
+    all_interceptors = [
+        *peer_call_interceptors(default_timeout=default_timeout, default_stream_timeout=default_stream_timeout),
         *interceptors,
     ]
     options = [*channel_options(max_message_bytes), *extra_options]

@@ -143,6 +143,10 @@ def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
+def _bound(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else repr(bound)
+
+
 def _parse(variable: str, raw: str, annotation: Any, ge: float | None, le: float | None) -> Any:
     kind, optional = _unwrap_optional(annotation)
     text = raw.strip()
@@ -169,9 +173,9 @@ def _parse(variable: str, raw: str, annotation: Any, ge: float | None, le: float
         if isinstance(value, float) and not math.isfinite(value):
             _fail_invalid(variable, f"expected a finite number, got {raw!r}")
         if ge is not None and value < ge:
-            _fail_invalid(variable, f"must be >= {ge:g}, got {value!r}")
+            _fail_invalid(variable, f"must be >= {_bound(ge)}, got {value!r}")
         if le is not None and value > le:
-            _fail_invalid(variable, f"must be <= {le:g}, got {value!r}")
+            _fail_invalid(variable, f"must be <= {_bound(le)}, got {value!r}")
         return value
     if typing.get_origin(kind) is tuple and typing.get_args(kind) == (str, Ellipsis):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
