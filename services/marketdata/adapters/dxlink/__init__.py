@@ -1,0 +1,1 @@
+"""DXLink (dxFeed over websockets) as Tastytrade serves it: protocol codec and a reconnecting client."""

@@ -1,0 +1,1 @@
+"""Market data domain: symbols, feed events, the quote book, conflation, the simulator and model Greeks."""
