@@ -1,0 +1,94 @@
+"""The embedded platform as a real subprocess on free ports, as users run it (helpers for e2e tests)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A port that was free a moment ago on 127.0.0.1 (tests never use the fixed ports `make run` uses)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tool(name: str) -> str:
+    """Path of a tool installed in the virtualenv (grpcurl, envoy, buf)."""
+    path = BIN / name
+    if path.exists():
+        return str(path)
+    found = shutil.which(name)
+    assert found, f"{name} is not installed; run `make test`, which installs it"
+    return found
+
+
+@dataclasses.dataclass
+class EmbeddedPlatform:
+    """A running `python -m services.embedded` and where to reach it."""
+
+    process: subprocess.Popen[str]
+    grpc_port: int
+    gateway_port: int
+    admin_port: int
+    run_dir: pathlib.Path
+    ready_line: str
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def rest_base(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60) -> tuple[int, str]:
+        """Send `sig` and wait; return the exit code and the rest of stdout."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        out, _ = self.process.communicate(timeout=timeout)
+        return self.process.returncode, out
+
+
+def start_embedded(run_dir: pathlib.Path, timeout: float = 120) -> EmbeddedPlatform:
+    """Start the embedded platform on free ports and wait for its READY line."""
+    grpc_port, gateway_port, admin_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "TASTYPLAT_GRPC_PORT": str(grpc_port),
+        "TASTYPLAT_GATEWAY_PORT": str(gateway_port),
+        "TASTYPLAT_GATEWAY_ADMIN_PORT": str(admin_port),
+        "TASTYPLAT_RUN_DIR": str(run_dir),
+        "TASTYPLAT_LOG_LEVEL": "WARNING",
+    }
+    with open(run_dir / "stderr.log", "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.embedded"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if line.startswith("READY"):
+            return EmbeddedPlatform(process, grpc_port, gateway_port, admin_port, run_dir, line.strip())
+        if not line and process.poll() is not None:
+            break
+    process.kill()
+    process.wait()
+    raise AssertionError(f"no READY line; stderr:\n{(run_dir / 'stderr.log').read_text()[-4000:]}")
