@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import grpc
 import grpc.aio
 from google.protobuf import any_pb2, duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
 
 from services.platform import errors
@@ -56,7 +56,7 @@ def status_code_for(exc: BaseException) -> grpc.StatusCode | None:
     if not isinstance(exc, errors.DomainError):
         return None
     for klass in type(exc).__mro__:
-        code = STATUS_CODE_BY_CATEGORY.get(klass)  # type: ignore[call-overload]
+        code = STATUS_CODE_BY_CATEGORY.get(klass)
         if code is not None:
             return code
     return None
@@ -201,7 +201,7 @@ class RichError:
     request_id: str = ""
 
 
-def decode_error(err: grpc.aio.AioRpcError | grpc.RpcError) -> RichError:
+def decode_error(err: grpc.aio.AioRpcError) -> RichError:
     """Unpack a failed call's ``google.rpc.Status`` (via ``grpc_status.rpc_status.from_call``).
 
     Args:
@@ -210,9 +210,10 @@ def decode_error(err: grpc.aio.AioRpcError | grpc.RpcError) -> RichError:
     Returns:
         The code, message and unpacked details; only code and message when the server sent no details.
     """
-    code: grpc.StatusCode = err.code()  # type: ignore[attr-defined]
-    message: str = err.details() or ""  # type: ignore[attr-defined]
-    status = rpc_status.from_call(err)
+    code = err.code()
+    message = err.details() or ""
+    # AioRpcError answers code(), details() and trailing_metadata() synchronously, as from_call expects.
+    status = rpc_status.from_call(cast(grpc.Call, err))
     if status is None:
         return RichError(code=code, message=message)
     values: dict[str, Any] = {}

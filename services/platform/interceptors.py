@@ -163,9 +163,7 @@ class CallScope:
         access_log.log(level, "%s %s", self.method, code.name, extra=fields)
 
 
-def _wrap_unary_response(
-    behaviour: Callable[[Any, Context], Awaitable[Any]], scope: ScopeFactory
-) -> Callable[[Any, Context], Awaitable[Any]]:
+def _wrap_unary_response(behaviour: Callable[..., Any], scope: ScopeFactory) -> Callable[..., Awaitable[Any]]:
     async def wrapped(request_or_iterator: Any, context: Context) -> Any:
         async with scope(context):
             return await behaviour(request_or_iterator, context)
@@ -190,7 +188,7 @@ def _wrap_stream_response(behaviour: Callable[..., Any], scope: ScopeFactory) ->
     return wrapped_writer
 
 
-def wrap_handler(handler: grpc.RpcMethodHandler, scope: ScopeFactory) -> grpc.RpcMethodHandler:
+def wrap_handler(handler: grpc.RpcMethodHandler[Any, Any], scope: ScopeFactory) -> grpc.RpcMethodHandler[Any, Any]:
     """Return ``handler`` with its behaviour run inside ``scope(context)`` on every call.
 
     Works for all four handler kinds and both streaming shapes (async generator, or coroutine using
@@ -242,15 +240,15 @@ class PlatformServerInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         """Wrap the handler found for this call (None, an unknown method, passes through as UNIMPLEMENTED)."""
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
-        metadata = handler_call_details.invocation_metadata  # type: ignore[attr-defined]
+        method: str = handler_call_details.method
+        metadata = handler_call_details.invocation_metadata
 
         def scope(context: Context) -> CallScope:
             return CallScope(method, metadata, context)
