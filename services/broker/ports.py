@@ -12,6 +12,7 @@ from services.broker.domain.model import (
     Balances,
     BreakerSnapshot,
     BrokerLink,
+    Credential,
     Environment,
     LinkedAccount,
     MarketMetrics,
@@ -20,6 +21,9 @@ from services.broker.domain.model import (
     SealedSecret,
     Transaction,
 )
+from services.platform.clock import Clock
+
+__all__ = ["BrokerConnector", "BrokerSession", "Clock", "LinkRepository", "MarkSource", "SecretBox"]
 
 
 class BrokerSession(Protocol):
@@ -68,7 +72,7 @@ class BrokerConnector(Protocol):
         """The environment this connector reaches."""
         ...
 
-    def open_session(self, refresh_token: str) -> BrokerSession:
+    def open_session(self, credential: Credential) -> BrokerSession:
         """A session for a credential; no network I/O until the first call."""
         ...
 
@@ -82,13 +86,29 @@ class BrokerConnector(Protocol):
 
 
 class LinkRepository(Protocol):
-    """Stores links (sealed credentials) and the accounts each reaches, per user."""
+    """Stores links (sealed credentials) and the accounts each reaches, per user.
+
+    An account number is linked by at most one user, through at most one of that user's links.
+    """
 
     async def save_link(self, link: BrokerLink, accounts: Sequence[Account]) -> None:
-        """Insert or replace a link and set its accounts; an account moves to this link if held by another.
+        """Insert or replace a link and set its accounts (they move to this link from the user's others).
 
-        An account number belongs to at most one link per user; linking it again replaces the old entry.
+        Raises:
+            AccountAlreadyLinked: one of the accounts is linked by another user.
         """
+        ...
+
+    async def find_by_request(self, user_id: str, request_id: str) -> BrokerLink | None:
+        """The user's link created with this LinkAccount idempotency key, or None."""
+        ...
+
+    async def list_links(self, user_id: str) -> list[BrokerLink]:
+        """The user's links, oldest first."""
+        ...
+
+    async def account_owner(self, account_number: str) -> str | None:
+        """The user who linked the account, or None."""
         ...
 
     async def get_link(self, user_id: str, link_id: str) -> BrokerLink | None:
@@ -125,14 +145,6 @@ class SecretBox(Protocol):
 
     def open(self, sealed: SealedSecret, associated_data: bytes) -> bytes:
         """Decrypt; raises SecretUnreadable on a wrong key, version or associated data."""
-        ...
-
-
-class Clock(Protocol):
-    """Wall-clock time for the application layer (tests use a fixed one)."""
-
-    def now(self) -> datetime:
-        """The current instant, timezone-aware UTC."""
         ...
 
 

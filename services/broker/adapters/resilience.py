@@ -120,12 +120,12 @@ class CircuitBreaker:
                 raise CircuitOpen(
                     f"{self._name} is failing; calls are suspended for another "
                     f"{self._reset_timeout - waited:.1f} s",
-                    metadata={"retry_after_seconds": f"{self._reset_timeout - waited:.1f}"},
+                    retry_after=self._reset_timeout - waited,
                 )
             self._fire(_Event.COOL)
         if self._state is BreakerState.HALF_OPEN:
             if self._probe_in_flight:
-                raise CircuitOpen(f"{self._name} is being probed after an outage; retry shortly")
+                raise CircuitOpen(f"{self._name} is being probed after an outage; retry shortly", retry_after=1.0)
             self._probe_in_flight = True
 
     def release(self, outcome: Outcome) -> None:
@@ -188,6 +188,11 @@ class RequestBudget:
         self._updated = monotonic()
         self._paused_until = 0.0
 
+    @property
+    def penalty(self) -> float:
+        """Seconds the budget pauses after a 429."""
+        return self._penalty
+
     def available(self) -> float:
         """Tokens in the bucket now (negative while reservations are outstanding)."""
         self._refill()
@@ -213,8 +218,7 @@ class RequestBudget:
         wait = pause + (deficit / self._rate if deficit > 0 else 0.0)
         if wait > self._max_wait:
             raise RequestBudgetExhausted(
-                f"the request budget to Tastytrade is spent; next slot in {wait:.2f} s",
-                metadata={"retry_after_seconds": f"{wait:.2f}"},
+                f"the request budget to Tastytrade is spent; next slot in {wait:.2f} s", retry_after=wait
             )
         self._tokens -= 1.0
         if wait > 0:

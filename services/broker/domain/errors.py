@@ -1,47 +1,55 @@
-"""Typed broker errors: one base, leaves named for what happened, each with its ErrorInfo reason."""
+"""Typed broker errors: one base, leaves named for what happened, each in a platform category (gRPC code)."""
 
 from __future__ import annotations
 
-
-class BrokerError(Exception):
-    """Base of every error the broker service raises on purpose.
-
-    Attributes:
-        reason: The UPPER_SNAKE ``ErrorInfo.reason`` the platform's error table maps to a gRPC code.
-        metadata: Extra ``ErrorInfo.metadata`` (short strings only, never secrets).
-    """
-
-    reason: str = "BROKER_ERROR"
-
-    def __init__(self, message: str, *, metadata: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.metadata = dict(metadata or {})
+from services.platform.errors import (
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
 
 
-class BrokerUnauthorized(BrokerError):
-    """Tastytrade refused the linked credential (bad or revoked refresh token, rejected access token)."""
+class BrokerError(DomainError):
+    """Base of every error the broker service raises on purpose (never raised itself)."""
+
+    reason = "BROKER_ERROR"
+
+
+class AuthenticationRequired(BrokerError, Unauthenticated):
+    """The call carries no verified identity."""
+
+    reason = "AUTHENTICATION_REQUIRED"
+
+
+class BrokerUnauthorized(BrokerError, FailedPrecondition):
+    """Tastytrade refused the linked credential (bad or revoked refresh token); the user must link again."""
 
     reason = "BROKER_UNAUTHORIZED"
 
 
-class BrokerForbidden(BrokerError):
-    """Tastytrade accepted the credential but it lacks the authority (scope) for the request."""
+class BrokerForbidden(BrokerError, FailedPrecondition):
+    """Tastytrade accepted the credential but its grant lacks the scope the request needs."""
 
     reason = "BROKER_FORBIDDEN"
 
 
-class BrokerRateLimited(BrokerError):
-    """Tastytrade answered 429, or our own request budget is spent; retry later."""
+class BrokerRateLimited(BrokerError, ResourceExhausted):
+    """Tastytrade answered 429 after our retries; ``retry_after`` says when to try again."""
 
     reason = "BROKER_RATE_LIMITED"
 
 
 class RequestBudgetExhausted(BrokerRateLimited):
-    """The platform's outbound request budget to Tastytrade has no token left within the wait allowed."""
+    """The platform's outbound request budget to Tastytrade has no slot within the wait allowed."""
 
 
-class BrokerUnavailable(BrokerError):
+class BrokerUnavailable(BrokerError, Unavailable):
     """Tastytrade is down or unreachable (5xx, timeouts, connection errors) after the retries allowed."""
 
     reason = "BROKER_UNAVAILABLE"
@@ -51,59 +59,115 @@ class CircuitOpen(BrokerUnavailable):
     """The circuit breaker is open: Tastytrade failed repeatedly, so calls fail fast until it recovers."""
 
 
-class BrokerRejected(BrokerError):
-    """Tastytrade rejected the request as malformed (400) or in an unsupported API version (406)."""
-
-    reason = "BROKER_REJECTED"
-
-
-class BrokerBadResponse(BrokerError):
+class BrokerBadResponse(BrokerError, Unavailable):
     """Tastytrade answered with a body that does not match the documented format."""
 
     reason = "BROKER_BAD_RESPONSE"
 
 
-class AccountNotFound(BrokerError):
-    """The account is not linked to the caller, or Tastytrade does not know it."""
+class BrokerRejected(BrokerError, FailedPrecondition):
+    """Tastytrade rejected a request we built (400, or 406 for the API version)."""
+
+    reason = "BROKER_REJECTED"
+
+
+class AccountNotFound(BrokerError, NotFound):
+    """The account is not linked by the caller (another user's account answers the same)."""
 
     reason = "ACCOUNT_NOT_FOUND"
 
+    def __init__(self, account_number: str) -> None:
+        super().__init__(f"account {account_number[:40]} not found", metadata={"account_number": account_number[:40]})
 
-class SymbolNotFound(BrokerError):
-    """Tastytrade does not know the instrument or has no option chain for it."""
+
+class BrokerLinkNotFound(BrokerError, NotFound):
+    """The caller has no broker link with that id."""
+
+    reason = "BROKER_LINK_NOT_FOUND"
+
+    def __init__(self, link_id: str) -> None:
+        super().__init__(f"broker link {link_id[:64]} not found")
+
+
+class SymbolNotFound(BrokerError, NotFound):
+    """The broker lists no instrument or option chain for the symbol."""
 
     reason = "SYMBOL_NOT_FOUND"
 
 
-class InvalidArgument(BrokerError):
-    """A request field is missing or malformed.
+class AccountAlreadyLinked(BrokerError, AlreadyExists):
+    """An account discovered through a new link is already linked by another user."""
 
-    Attributes:
-        field: The request field at fault, for ``BadRequest.field_violations``.
-    """
-
-    reason = "INVALID_ARGUMENT"
-
-    def __init__(self, field: str, message: str, *, reason: str | None = None) -> None:
-        super().__init__(message, metadata={"field": field})
-        self.field = field
-        if reason is not None:
-            self.reason = reason
+    reason = "ACCOUNT_ALREADY_LINKED"
 
 
-class ContractExpired(BrokerError):
+class NoLinkedAccount(BrokerError, FailedPrecondition):
+    """The caller has no linked account to query the broker with."""
+
+    reason = "NO_LINKED_ACCOUNT"
+
+
+class ContractExpired(BrokerError, FailedPrecondition):
     """The option has expired, so it has no time to expiry to give a model."""
 
     reason = "CONTRACT_EXPIRED"
 
 
-class EnvironmentNotConfigured(BrokerError):
-    """The requested broker environment (production, sandbox, paper) is not enabled on this deployment."""
+class EnvironmentNotConfigured(BrokerError, FailedPrecondition):
+    """The requested broker environment is not enabled on this deployment."""
 
     reason = "BROKER_ENVIRONMENT_NOT_CONFIGURED"
 
 
-class SecretUnreadable(BrokerError):
-    """A stored credential cannot be decrypted (wrong key version, tampered ciphertext)."""
+class CredentialUnreadable(BrokerError, FailedPrecondition):
+    """A stored credential cannot be decrypted (unknown key version, tampered ciphertext); link again."""
 
     reason = "BROKER_CREDENTIAL_UNREADABLE"
+
+
+class _FieldError(BrokerError, InvalidArgument):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message, field_violations=[FieldViolation(field, message, self.reason)])
+        self.field = field
+
+
+class FieldRequired(_FieldError):
+    """A required request field is empty or unspecified."""
+
+    reason = "FIELD_REQUIRED"
+
+    def __init__(self, field: str, message: str | None = None) -> None:
+        super().__init__(field, message or f"{field} is required")
+
+
+class FieldInvalid(_FieldError):
+    """A request field has a value the RPC cannot take."""
+
+    reason = "FIELD_INVALID"
+
+
+class PageTokenInvalid(_FieldError):
+    """The page token was not issued for this query."""
+
+    reason = "PAGE_TOKEN_INVALID"
+
+    def __init__(self) -> None:
+        super().__init__("page_token", "page_token was not issued for this query")
+
+
+class TimeRangeInvalid(_FieldError):
+    """``start_time`` is after ``end_time``."""
+
+    reason = "TIME_RANGE_INVALID"
+
+    def __init__(self) -> None:
+        super().__init__("start_time", "start_time is after end_time")
+
+
+class TooManySymbols(_FieldError):
+    """More symbols than one request may name."""
+
+    reason = "TOO_MANY_SYMBOLS"
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__("symbols", f"{count} symbols requested; at most {limit} per request")

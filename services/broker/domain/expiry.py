@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from services.broker.domain.errors import ContractExpired
@@ -34,3 +34,27 @@ def time_to_expiry(expires_at: datetime, now: datetime) -> float:
     if seconds <= 0:
         raise ContractExpired(f"the contract expired at {expires_at.isoformat()}")
     return seconds / SECONDS_PER_YEAR
+
+
+def third_friday(year: int, month: int) -> date:
+    """The third Friday of a month: the standard monthly equity option expiration."""
+    first = date(year, month, 1)
+    return first + timedelta(days=(4 - first.weekday()) % 7 + 14)
+
+
+def fridays_after(day: date, count: int) -> list[date]:
+    """The next ``count`` Fridays strictly after ``day`` (weekly expirations)."""
+    first = day + timedelta(days=(4 - day.weekday()) % 7 or 7)
+    return [first + timedelta(weeks=i) for i in range(count)]
+
+
+def monthlies_after(day: date, count: int) -> list[date]:
+    """The next ``count`` third-Friday expirations strictly after ``day``."""
+    found: list[date] = []
+    year, month = day.year, day.month
+    while len(found) < count:
+        candidate = third_friday(year, month)
+        if candidate > day:
+            found.append(candidate)
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return found

@@ -55,6 +55,13 @@ class OptionKind(enum.StrEnum):
     PUT = "P"
 
 
+class ExerciseStyle(enum.StrEnum):
+    """When an option may be exercised: equity and ETF options are American, cash-settled index options European."""
+
+    AMERICAN = "American"
+    EUROPEAN = "European"
+
+
 class LinkStatus(enum.StrEnum):
     """Whether a stored credential still works."""
 
@@ -165,6 +172,8 @@ class Transaction:
     regulatory_fees: Decimal
     proprietary_index_option_fees: Decimal
     order_id: int | None
+    is_estimated_fee: bool = False
+    option: OptionSymbol | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +212,7 @@ class OptionChain:
     root_symbol: str
     option_chain_type: str
     shares_per_contract: int
+    exercise_style: ExerciseStyle
     expirations: tuple[ChainExpiration, ...]
 
 
@@ -210,10 +220,17 @@ class OptionChain:
 class MarketMetrics:
     """The subset of Tastytrade's market metrics the models use.
 
+    Every volatility, yield, rank and percentile is a fraction (0.2 = 20 %); the broker's percent-valued
+    fields (``historical-volatility-30-day``) are divided by 100 when parsed.
+
     Attributes:
-        dividend_yield: Annual dividend yield as a fraction (0.0064 = 0.64 %), None when not reported.
+        dividend_yield: Annual dividend yield, None when not reported.
         beta: Beta against SPY, None when not reported.
-        implied_volatility_index: IV index as a fraction, None when not reported.
+        implied_volatility_index: 30-day at-the-money IV, None when not reported.
+        implied_volatility_rank: IV rank over the last year, None when not reported.
+        implied_volatility_percentile: IV percentile over the last year, None when not reported.
+        historical_volatility_30_day: 30-day historical volatility, None when not reported.
+        liquidity_rating: The broker's 0..5 rating, None when not reported.
     """
 
     symbol: str
@@ -221,6 +238,11 @@ class MarketMetrics:
     beta: Decimal | None
     implied_volatility_index: Decimal | None
     updated_at: datetime | None
+    beta_updated_at: datetime | None = None
+    implied_volatility_rank: Decimal | None = None
+    implied_volatility_percentile: Decimal | None = None
+    historical_volatility_30_day: Decimal | None = None
+    liquidity_rating: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,19 +266,34 @@ class ModelInputs:
 
 @dataclass(frozen=True, slots=True)
 class SealedSecret:
-    """An AES-256-GCM ciphertext with the nonce and the key version that sealed it."""
+    """An AES-256-GCM envelope (format, key version, nonce, ciphertext and tag) and its key version."""
 
     key_version: int
-    nonce: bytes
-    ciphertext: bytes
+    envelope: bytes
 
     def __repr__(self) -> str:
-        return f"SealedSecret(key_version={self.key_version}, nonce=<{len(self.nonce)} bytes>, ciphertext=<redacted>)"
+        return f"SealedSecret(key_version={self.key_version}, envelope=<{len(self.envelope)} bytes>)"
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What a link needs to reach the broker: the OAuth refresh token and, optionally, the grant's own client
+    secret (None means the platform's OAuth application)."""
+
+    refresh_token: str
+    client_secret: str | None = None
+
+    def __repr__(self) -> str:
+        return "Credential(refresh_token=<redacted>, client_secret=<redacted>)"
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerLink:
-    """A user's stored broker credential (the refresh token, sealed) and what it was last seen to reach."""
+    """A user's stored broker credential (sealed) and the accounts it was last seen to reach.
+
+    Attributes:
+        request_id: The client's idempotency key for LinkAccount, when it sent one.
+    """
 
     link_id: str
     user_id: str
@@ -265,6 +302,8 @@ class BrokerLink:
     status: LinkStatus
     created_at: datetime
     updated_at: datetime
+    account_numbers: tuple[str, ...] = ()
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

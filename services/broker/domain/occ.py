@@ -6,7 +6,7 @@ import re
 from datetime import date
 from decimal import Decimal
 
-from services.broker.domain.errors import InvalidArgument
+from services.broker.domain.errors import FieldInvalid
 from services.broker.domain.model import OptionKind, OptionSymbol
 
 _OCC = re.compile(r"^(?P<root>[A-Z0-9.]{1,6}) *(?P<date>\d{6})(?P<kind>[CP])(?P<strike>\d{8})$")
@@ -16,16 +16,16 @@ def parse_occ(symbol: str) -> OptionSymbol:
     """Parse an OCC symbol: root padded to six characters, YYMMDD, C or P, strike times 1000 in 8 digits.
 
     Raises:
-        InvalidArgument: The text is not an OCC option symbol.
+        FieldInvalid: The text is not an OCC option symbol.
     """
     match = _OCC.match(symbol)
     if match is None:
-        raise InvalidArgument("symbol", f"{symbol!r} is not an OCC option symbol")
+        raise FieldInvalid("symbol", f"{symbol[:40]!r} is not an OCC option symbol")
     raw = match["date"]
     try:
         expiration = date(2000 + int(raw[:2]), int(raw[2:4]), int(raw[4:]))
     except ValueError as exc:
-        raise InvalidArgument("symbol", f"{symbol!r} has an invalid expiration date") from exc
+        raise FieldInvalid("symbol", f"{symbol[:40]!r} has an invalid expiration date") from exc
     strike = Decimal(int(match["strike"])) / 1000
     return OptionSymbol(match["root"], expiration, OptionKind(match["kind"]), strike)
 
@@ -34,7 +34,7 @@ def try_parse_occ(symbol: str) -> OptionSymbol | None:
     """Like parse_occ, but None for text that is not an OCC symbol (futures options, equities)."""
     try:
         return parse_occ(symbol)
-    except InvalidArgument:
+    except FieldInvalid:
         return None
 
 
@@ -42,7 +42,7 @@ def format_occ(root: str, expiration: date, kind: OptionKind, strike: Decimal) -
     """Build the OCC symbol with the root padded to six characters."""
     thousandths = strike * 1000
     if thousandths != thousandths.to_integral_value() or strike <= 0:
-        raise InvalidArgument("strike", f"strike {strike} is not a positive multiple of 0.001")
+        raise FieldInvalid("strike", f"strike {strike} is not a positive multiple of 0.001")
     return f"{root:<6}{expiration:%y%m%d}{kind.value}{int(thousandths):08d}"
 
 

@@ -18,7 +18,7 @@ from services.broker.adapters.tastytrade.http import (
     TastytradeHttp,
 )
 from services.broker.adapters.tastytrade.session import MetricsCache, TastytradeSession
-from services.broker.domain.model import BreakerSnapshot, Environment
+from services.broker.domain.model import BreakerSnapshot, Credential, Environment
 
 
 @dataclass(frozen=True)
@@ -136,13 +136,13 @@ class TastytradeConnector:
         """PRODUCTION or SANDBOX."""
         return self._settings.environment
 
-    def open_session(self, refresh_token: str) -> TastytradeSession:
-        """A session for one user's refresh token (no I/O until the first call)."""
+    def open_session(self, credential: Credential) -> TastytradeSession:
+        """A session for one user's credential (no I/O until the first call)."""
         return TastytradeSession(
             self.http,
+            credential=credential,
             client_secret=self._settings.client_secret,
             client_id=self._settings.client_id,
-            refresh_token=refresh_token,
             monotonic=self._monotonic,
             cache=self._cache,
             refresh_margin=self._settings.refresh_margin,

@@ -15,8 +15,13 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
-from tenacity import wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from services.broker.adapters.resilience import CircuitBreaker, Outcome, RequestBudget
 from services.broker.adapters.tastytrade.wire import error_of
@@ -29,6 +34,7 @@ from services.broker.domain.errors import (
     BrokerUnauthorized,
     BrokerUnavailable,
 )
+from services.platform.errors import NotFound
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +66,10 @@ class AccessTokenRejected(BrokerUnauthorized):
     """A 401 on a bearer-authenticated call: the session refreshes its token and tries once more."""
 
 
-class NotFound(BrokerError):
+class BrokerResourceMissing(BrokerError, NotFound):
     """A 404; the session turns it into AccountNotFound or SymbolNotFound, knowing what was asked."""
 
-    reason = "NOT_FOUND"
+    reason = "BROKER_RESOURCE_NOT_FOUND"
 
 
 class _Transient(Exception):
@@ -125,6 +131,7 @@ class TastytradeHttp:
         self._sleep = sleep
         self.breaker = breaker
         self.budget = budget
+        self._penalty = budget.penalty
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -145,7 +152,7 @@ class TastytradeHttp:
             AccessTokenRejected: 401 on a bearer call (the session refreshes and repeats once).
             BrokerUnauthorized: 401 on an unauthenticated call (the token endpoint).
             BrokerForbidden: 403.
-            NotFound: 404.
+            BrokerResourceMissing: 404.
             BrokerRejected: 400, 406 and other 4xx.
             BrokerRateLimited: 429 after the retries, or the budget could not give a slot in time.
             BrokerUnavailable: 5xx, timeouts or connection errors after the retries; CircuitOpen while open.
@@ -198,7 +205,9 @@ class TastytradeHttp:
             if status == 429:
                 # The host is up but throttling this IP: slow every caller down, do not trip the breaker.
                 self.budget.penalize()
-                raise _Transient(BrokerRateLimited("Tastytrade is rate limiting requests; retry later"))
+                raise _Transient(
+                    BrokerRateLimited("Tastytrade is rate limiting requests; retry later", retry_after=self._penalty)
+                )
             outcome = Outcome.SUCCESS
             if status < 300:
                 return _decode(response)
@@ -223,7 +232,7 @@ class TastytradeHttp:
         if status == 403:
             return BrokerForbidden(detail, metadata=metadata)
         if status == 404:
-            return NotFound(detail, metadata=metadata)
+            return BrokerResourceMissing(detail, metadata=metadata)
         if status == 400 and code in {"invalid_grant", "invalid_client", "unauthorized_client"}:
             return BrokerUnauthorized(detail, metadata=metadata)
         return BrokerRejected(detail, metadata={**metadata, "http_status": str(status)})

@@ -16,15 +16,24 @@ from typing import Any
 from urllib.parse import quote
 
 from services.broker.adapters.tastytrade import wire
-from services.broker.adapters.tastytrade.http import AccessTokenRejected, NotFound, TastytradeHttp
+from services.broker.adapters.tastytrade.http import AccessTokenRejected, BrokerResourceMissing, TastytradeHttp
 from services.broker.domain.errors import (
     AccountNotFound,
     BrokerBadResponse,
     BrokerUnauthorized,
-    InvalidArgument,
+    FieldInvalid,
+    FieldRequired,
     SymbolNotFound,
 )
-from services.broker.domain.model import Account, Balances, MarketMetrics, OptionChain, Position, Transaction
+from services.broker.domain.model import (
+    Account,
+    Balances,
+    Credential,
+    MarketMetrics,
+    OptionChain,
+    Position,
+    Transaction,
+)
 
 _ACCOUNT_NUMBER = re.compile(r"^[A-Za-z0-9-]{1,32}$")
 _SYMBOL = re.compile(r"^[A-Za-z0-9./ ]{1,32}$")
@@ -66,14 +75,14 @@ class MetricsCache:
 def check_account_number(account_number: str) -> str:
     """Validate an account number before it goes into a URL path."""
     if not _ACCOUNT_NUMBER.match(account_number):
-        raise InvalidArgument("account_number", f"{account_number!r} is not an account number")
+        raise FieldInvalid("account_number", f"{account_number[:40]!r} is not an account number")
     return account_number
 
 
 def check_symbol(symbol: str) -> str:
     """Validate a symbol before it goes into a URL path."""
     if not _SYMBOL.match(symbol) or symbol.strip() != symbol:
-        raise InvalidArgument("symbol", f"{symbol!r} is not a symbol")
+        raise FieldInvalid("symbol", f"{symbol[:40]!r} is not a symbol")
     return symbol
 
 
@@ -82,9 +91,9 @@ class TastytradeSession:
 
     Args:
         http: The host's shared HTTP layer.
-        client_secret: The OAuth client (provider) secret.
+        credential: The user's refresh token, and the grant's own client secret when it has one.
+        client_secret: The platform's OAuth client secret, used when the credential brings none.
         client_id: The OAuth client id; sent when set ("if sent, it must match your client").
-        refresh_token: The user's long-lived refresh token.
         monotonic: Seconds from a monotonic clock (token expiry).
         cache: The host's metrics cache.
         refresh_margin: Renew this many seconds before the access token expires.
@@ -97,9 +106,9 @@ class TastytradeSession:
         self,
         http: TastytradeHttp,
         *,
+        credential: Credential,
         client_secret: str,
         client_id: str | None,
-        refresh_token: str,
         monotonic: Callable[[], float],
         cache: MetricsCache,
         refresh_margin: float = 60.0,
@@ -107,12 +116,14 @@ class TastytradeSession:
         max_pages: int = 400,
         include_marks: bool = False,
     ) -> None:
-        if not refresh_token:
-            raise InvalidArgument("refresh_token", "the refresh token is empty")
+        if not credential.refresh_token:
+            raise FieldRequired("refresh_token")
         self._http = http
-        self._client_secret = client_secret
-        self._client_id = client_id
-        self._refresh_token = refresh_token
+        # A grant made under the user's own OAuth application carries that application's secret; the
+        # platform's client id does not belong to it, so it is not sent then.
+        self._client_secret = credential.client_secret or client_secret
+        self._client_id = None if credential.client_secret else client_id
+        self._refresh_token = credential.refresh_token
         self._monotonic = monotonic
         self._cache = cache
         self._refresh_margin = refresh_margin
@@ -190,11 +201,11 @@ class TastytradeSession:
         """``GET /accounts/{n}/balances/{currency}``."""
         check_account_number(account_number)
         if not _CURRENCY.match(currency):
-            raise InvalidArgument("currency", f"{currency!r} is not an ISO 4217 code")
+            raise FieldInvalid("currency", f"{currency[:8]!r} is not an ISO 4217 code")
         try:
             body = await self._get(f"/accounts/{account_number}/balances/{currency}")
-        except NotFound as exc:
-            raise AccountNotFound(f"account {account_number} is not known to Tastytrade") from exc
+        except BrokerResourceMissing as exc:
+            raise AccountNotFound(account_number) from exc
         return wire.parse_balances(body, currency)
 
     async def list_positions(self, account_number: str) -> list[Position]:
@@ -203,8 +214,8 @@ class TastytradeSession:
         params = {"include-marks": "true"} if self._include_marks else None
         try:
             body = await self._get(f"/accounts/{account_number}/positions", params)
-        except NotFound as exc:
-            raise AccountNotFound(f"account {account_number} is not known to Tastytrade") from exc
+        except BrokerResourceMissing as exc:
+            raise AccountNotFound(account_number) from exc
         return wire.parse_positions(body)
 
     async def list_transactions(
@@ -223,8 +234,8 @@ class TastytradeSession:
             params["end-date"] = end_date.isoformat()
         try:
             items = await self._paginate(f"/accounts/{account_number}/transactions", params)
-        except NotFound as exc:
-            raise AccountNotFound(f"account {account_number} is not known to Tastytrade") from exc
+        except BrokerResourceMissing as exc:
+            raise AccountNotFound(account_number) from exc
         seen: set[int] = set()
         unique = []
         for transaction in wire.parse_transactions(items):
@@ -238,7 +249,7 @@ class TastytradeSession:
         check_symbol(underlying_symbol)
         try:
             body = await self._get(f"/option-chains/{quote(underlying_symbol, safe='')}/nested")
-        except NotFound as exc:
+        except BrokerResourceMissing as exc:
             raise SymbolNotFound(f"Tastytrade has no option chain for {underlying_symbol}") from exc
         chains = wire.parse_nested_chains(body)
         if not chains:

@@ -19,6 +19,7 @@ from services.broker.domain.model import (
     Balances,
     ChainExpiration,
     ChainStrike,
+    ExerciseStyle,
     InstrumentType,
     MarketMetrics,
     OptionChain,
@@ -335,6 +336,7 @@ def parse_positions(body: object) -> list[Position]:
 def parse_transaction(item: JsonObject) -> Transaction:
     """One transaction, every money field signed by its ``-effect``."""
     raw_type = _opt_str(item, "instrument-type")
+    symbol = _opt_str(item, "symbol")
     order_id = item.get("order-id")
     return Transaction(
         id=_int(item, "id"),
@@ -344,7 +346,7 @@ def parse_transaction(item: JsonObject) -> Transaction:
         description=_opt_str(item, "description") or "",
         executed_at=_dt(item, "executed-at"),
         transaction_date=_date(item, "transaction-date"),
-        symbol=_opt_str(item, "symbol"),
+        symbol=symbol,
         instrument_type=InstrumentType.from_broker(raw_type) if raw_type else None,
         underlying_symbol=_opt_str(item, "underlying-symbol"),
         action=_opt_str(item, "action"),
@@ -357,6 +359,8 @@ def parse_transaction(item: JsonObject) -> Transaction:
         regulatory_fees=_signed(item, "regulatory-fees", required=False),
         proprietary_index_option_fees=_signed(item, "proprietary-index-option-fees", required=False),
         order_id=int(order_id) if isinstance(order_id, int) and not isinstance(order_id, bool) else None,
+        is_estimated_fee=_bool(item, "is-estimated-fee", False),
+        option=occ.try_parse_occ(symbol) if symbol and raw_type == InstrumentType.EQUITY_OPTION.value else None,
     )
 
 
@@ -396,6 +400,18 @@ def _parse_expiration(obj: JsonObject) -> ChainExpiration:
     )
 
 
+def _exercise_style(chain: JsonObject) -> ExerciseStyle:
+    # The nested chain does not state the style; cash-settled index deliverables mean European (SPX, XSP),
+    # everything else Tastytrade lists on equities and ETFs is American.
+    deliverables = chain.get("deliverables") or []
+    for deliverable in deliverables if isinstance(deliverables, list) else []:
+        if isinstance(deliverable, dict) and (
+            deliverable.get("instrument-type") == "Index" or deliverable.get("deliverable-type") == "Cash"
+        ):
+            return ExerciseStyle.EUROPEAN
+    return ExerciseStyle.AMERICAN
+
+
 def parse_nested_chains(body: object) -> list[OptionChain]:
     """``/option-chains/{symbol}/nested``: one chain per root, expirations, strikes."""
     chains = []
@@ -410,12 +426,24 @@ def parse_nested_chains(body: object) -> list[OptionChain]:
                     root_symbol=_str(item, "root-symbol"),
                     option_chain_type=_str(item, "option-chain-type"),
                     shares_per_contract=_int(item, "shares-per-contract"),
+                    exercise_style=_exercise_style(item),
                     expirations=tuple(_parse_expiration(_object(e, "expiration")) for e in expirations),
                 )
             )
         except BrokerBadResponse as exc:
             raise _where("option-chains", index, exc) from exc
     return chains
+
+
+def _percent(obj: JsonObject, key: str) -> Decimal | None:
+    # Units trap: historical and 30-day implied volatilities come as percent numbers (21.87), unlike the
+    # IV index, ranks and percentiles, which are fractions.
+    value = _opt_dec(obj, key)
+    return None if value is None else value / 100
+
+
+def _opt_int(obj: JsonObject, key: str) -> int | None:
+    return None if obj.get(key) is None else _int(obj, key)
 
 
 def parse_market_metrics(body: object) -> list[MarketMetrics]:
@@ -430,6 +458,11 @@ def parse_market_metrics(body: object) -> list[MarketMetrics]:
                     beta=_opt_dec(item, "beta"),
                     implied_volatility_index=_opt_dec(item, "implied-volatility-index"),
                     updated_at=_opt_dt(item, "updated-at"),
+                    beta_updated_at=_opt_dt(item, "beta-updated-at"),
+                    implied_volatility_rank=_opt_dec(item, "implied-volatility-index-rank"),
+                    implied_volatility_percentile=_opt_dec(item, "implied-volatility-percentile"),
+                    historical_volatility_30_day=_percent(item, "historical-volatility-30-day"),
+                    liquidity_rating=_opt_int(item, "liquidity-rating"),
                 )
             )
         except BrokerBadResponse as exc:
