@@ -8,10 +8,23 @@ import pathlib
 from collections.abc import Sequence
 from importlib import resources
 
+from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
+
+from gateway.certs import CLIENT_SPIFFE_PREFIX, Pki
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 UPSTREAM_CLUSTER = "tastyplat_grpc"
+JWKS_CLUSTER = "tastyplat_jwks"
+JWT_PROVIDER = "tastyplat_user"
+# Identity headers only the gateway may set: removed from every request before the JWT filter runs, so a
+# client cannot forge them (services verify the JWT themselves as well; see README, "Identity").
+IDENTITY_HEADERS = ("x-jwt-sub", "x-jwt-payload")
+# RPCs callable without an access token (sign-up, login, refresh, password reset, the JWKS itself).
+PUBLIC_METHODS = tuple(
+    f"tastyplat.user.v1.UserService.{rpc}"
+    for rpc in ("CreateUser", "Login", "RefreshToken", "RequestPasswordReset", "ResetPassword", "GetJwks")
+)
 # Batches of 100,000 options exceed gRPC's and Envoy's defaults (4 MiB / 1 MiB); see the calculator contract.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -47,6 +60,12 @@ class GatewaySettings:
         http_port: REST/JSON, grpc-web and native gRPC (h2c) listener.
         admin_port: Envoy admin, always bound to loopback.
         access_log_path: where JSON access logs go ("/dev/stdout" by default).
+        https_port: the mTLS listener (TLS 1.2+, client certificate from the platform CA required).
+        pki: the CA and server certificate for the mTLS listener; no mTLS listener when None.
+        jwt_issuer: ``iss`` of the user service's access tokens; no JWT check when None.
+        jwt_audience: ``aud`` the gateway accepts.
+        rate_limit_requests: requests per client (JWT subject, else client address) per interval.
+        rate_limit_interval_seconds: the interval over which ``rate_limit_requests`` refill.
     """
 
     descriptor_set: pathlib.Path
@@ -56,6 +75,12 @@ class GatewaySettings:
     http_port: int = 8080
     admin_port: int = 9901
     access_log_path: str = "/dev/stdout"
+    https_port: int = 8443
+    pki: Pki | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str = "tastyplat"
+    rate_limit_requests: int = 600
+    rate_limit_interval_seconds: int = 60
 
 
 def _access_log(path: str) -> list[dict]:
@@ -110,117 +135,311 @@ def _transcoder(descriptor_set: pathlib.Path, services: Sequence[str]) -> dict:
     }
 
 
-def _http_connection_manager(settings: GatewaySettings, services: Sequence[str]) -> dict:
+def public_routes(descriptor_set: pathlib.Path) -> list[tuple[str, str]]:
+    """(HTTP method, path) of every public RPC: its REST mapping and its native gRPC path."""
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes())
+    routes: list[tuple[str, str]] = []
+    for f in files.file:
+        for service in f.service:
+            for method in service.method:
+                full = f"{f.package}.{service.name}.{method.name}"
+                if full not in PUBLIC_METHODS:
+                    continue
+                routes.append(("POST", f"/{f.package}.{service.name}/{method.name}"))
+                rule = method.options.Extensions[annotations_pb2.http]
+                verb = rule.WhichOneof("pattern")
+                if verb and verb != "custom":
+                    routes.append((verb.upper(), getattr(rule, verb)))
+    return routes
+
+
+def _exact(method: str, path: str) -> dict:
+    return {"path": path, "headers": [{"name": ":method", "string_match": {"exact": method}}]}
+
+
+def _header_scrub() -> dict:
     return {
-        "name": "envoy.filters.network.http_connection_manager",
+        "name": "envoy.filters.http.header_mutation",
         "typed_config": {
-            "@type": f"{_TYPE}.filters.network.http_connection_manager.v3.HttpConnectionManager",
-            "stat_prefix": "gateway_http",
-            "codec_type": "AUTO",
-            "preserve_external_request_id": True,
-            "access_log": _access_log(settings.access_log_path),
-            # HTTP/1.1 REST clients only learn that a stream failed mid-way from trailers.
-            "http_protocol_options": {"enable_trailers": True},
-            "route_config": {
-                "name": "platform",
-                "virtual_hosts": [
-                    {
-                        "name": "platform",
-                        "domains": ["*"],
-                        "routes": [
-                            {
-                                "match": {"prefix": "/"},
-                                "route": {
-                                    "cluster": UPSTREAM_CLUSTER,
-                                    # A route timeout would cut streams short; the client's deadline governs.
-                                    "timeout": "0s",
-                                    "max_stream_duration": {"grpc_timeout_header_max": "0s"},
-                                },
-                            }
-                        ],
-                    }
-                ],
+            "@type": f"{_TYPE}.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {"request_mutations": [{"remove": h} for h in IDENTITY_HEADERS]},
+        },
+    }
+
+
+def _jwt_filter(settings: GatewaySettings) -> dict:
+    public = [{"match": _exact(m, p)} for m, p in public_routes(settings.descriptor_set)]
+    return {
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": f"{_TYPE}.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {
+                JWT_PROVIDER: {
+                    "issuer": settings.jwt_issuer,
+                    "audiences": [settings.jwt_audience],
+                    # Envoy's defaults accept tokens without exp and tokens in ?access_token=.
+                    "require_expiration": True,
+                    "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+                    "forward": True,  # services verify the token themselves too
+                    "claim_to_headers": [{"header_name": "x-jwt-sub", "claim_name": "sub"}],
+                    "payload_in_metadata": "jwt_payload",
+                    "clock_skew_seconds": 30,
+                    "remote_jwks": {
+                        "http_uri": {
+                            "uri": f"http://127.0.0.1:{settings.http_port}/.well-known/jwks.json",
+                            "cluster": JWKS_CLUSTER,
+                            "timeout": "2s",
+                        },
+                        # Keys rotate: refetch often, and let a token with an unknown kid trigger a refetch.
+                        "cache_duration": "60s",
+                        "async_fetch": {"fast_listener": True, "failed_refetch_duration": "1s"},
+                        "retry_policy": {"num_retries": 3},
+                    },
+                }
             },
-            "http_filters": [
-                {
-                    "name": "envoy.filters.http.grpc_web",
-                    "typed_config": {"@type": f"{_TYPE}.filters.http.grpc_web.v3.GrpcWeb"},
-                },
-                _transcoder(settings.descriptor_set, services),
-                {
-                    "name": "envoy.filters.http.router",
-                    "typed_config": {"@type": f"{_TYPE}.filters.http.router.v3.Router"},
-                },
+            "rules": [
+                *public,
+                {"match": {"prefix": f"/{HEALTH_SERVICE}/"}},
+                {"match": {"path": "/"}},
+                {"match": {"prefix": "/"}, "requires": {"provider_name": JWT_PROVIDER}},
             ],
         },
     }
 
 
-def _upstream_cluster(settings: GatewaySettings) -> dict:
+def _reflection_guard() -> dict:
+    # Reflection exposes the whole API: through the gateway only for tokens whose roles claim holds "admin".
+    admin = {
+        "metadata": {
+            "filter": "envoy.filters.http.jwt_authn",
+            "path": [{"key": "jwt_payload"}, {"key": "roles"}],
+            "value": {"list_match": {"one_of": {"string_match": {"exact": "admin"}}}},
+        }
+    }
+    reflection = {"url_path": {"path": {"prefix": "/grpc.reflection."}}}
     return {
-        "name": UPSTREAM_CLUSTER,
+        "name": "envoy.filters.http.rbac",
+        "typed_config": {
+            "@type": f"{_TYPE}.filters.http.rbac.v3.RBAC",
+            "rules": {
+                "action": "DENY",
+                "policies": {
+                    "reflection-admin-only": {
+                        "permissions": [reflection],
+                        "principals": [{"not_id": admin}],
+                    }
+                },
+            },
+        },
+    }
+
+
+def _rate_limit_filter(settings: GatewaySettings) -> dict:
+    bucket = {
+        "max_tokens": settings.rate_limit_requests,
+        "tokens_per_fill": settings.rate_limit_requests,
+        "fill_interval": f"{settings.rate_limit_interval_seconds}s",
+    }
+    everyone = {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
+    return {
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": {
+            "@type": f"{_TYPE}.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "per_client",
+            # The filter-wide bucket is only a ceiling; the per-client descriptors below do the work.
+            "token_bucket": {"max_tokens": 1_000_000, "tokens_per_fill": 1_000_000, "fill_interval": "1s"},
+            "filter_enabled": {**everyone, "runtime_key": "per_client_enabled"},
+            "filter_enforced": {**everyone, "runtime_key": "per_client_enforced"},
+            "rate_limited_as_resource_exhausted": True,
+            "max_dynamic_descriptors": 100_000,
+            "descriptors": [
+                {"entries": [{"key": "subject"}], "token_bucket": bucket},
+                {"entries": [{"key": "anonymous", "value": "true"}, {"key": "remote_address"}], "token_bucket": bucket},
+            ],
+            "rate_limits": [
+                {"actions": [{"request_headers": {"header_name": "x-jwt-sub", "descriptor_key": "subject"}}]},
+                {
+                    "actions": [
+                        {
+                            "header_value_match": {
+                                "descriptor_key": "anonymous",
+                                "descriptor_value": "true",
+                                "headers": [{"name": "x-jwt-sub", "present_match": False}],
+                            }
+                        },
+                        {"remote_address": {}},
+                    ]
+                },
+            ],
+            "response_headers_to_add": [
+                {"append_action": "OVERWRITE_IF_EXISTS_OR_ADD", "header": {"key": "x-rate-limited", "value": "true"}}
+            ],
+        },
+    }
+
+
+def _local_reply_config() -> dict:
+    # Envoy's own refusals (401, 403, 404, 429...) reach REST clients as JSON, like the services' errors.
+    return {
+        "body_format": {
+            "json_format": {
+                "code": "%RESPONSE_CODE%",
+                "message": "%LOCAL_REPLY_BODY%",
+                "reason": "%RESPONSE_CODE_DETAILS%",
+                "request_id": "%REQ(X-REQUEST-ID)%",
+            }
+        }
+    }
+
+
+def _http_filters(settings: GatewaySettings, services: Sequence[str]) -> list[dict]:
+    filters = [_header_scrub()]
+    if settings.jwt_issuer is not None:
+        filters += [_jwt_filter(settings), _reflection_guard()]
+    filters.append(_rate_limit_filter(settings))
+    filters += [
+        {"name": "envoy.filters.http.grpc_web", "typed_config": {"@type": f"{_TYPE}.filters.http.grpc_web.v3.GrpcWeb"}},
+        _transcoder(settings.descriptor_set, services),
+        {"name": "envoy.filters.http.router", "typed_config": {"@type": f"{_TYPE}.filters.http.router.v3.Router"}},
+    ]
+    return filters
+
+
+def _http_connection_manager(settings: GatewaySettings, services: Sequence[str], stat_prefix: str) -> dict:
+    config: dict = {
+        "@type": f"{_TYPE}.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": stat_prefix,
+        "codec_type": "AUTO",
+        "preserve_external_request_id": True,
+        "access_log": _access_log(settings.access_log_path),
+        # HTTP/1.1 REST clients only learn that a stream failed mid-way from trailers.
+        "http_protocol_options": {"enable_trailers": True},
+        "local_reply_config": _local_reply_config(),
+        "route_config": {
+            "name": "platform",
+            "virtual_hosts": [
+                {
+                    "name": "platform",
+                    "domains": ["*"],
+                    "routes": [
+                        {
+                            "match": {"prefix": "/"},
+                            "route": {
+                                "cluster": UPSTREAM_CLUSTER,
+                                # A route timeout would cut streams short; the client's deadline governs.
+                                "timeout": "0s",
+                                "max_stream_duration": {"grpc_timeout_header_max": "0s"},
+                            },
+                        }
+                    ],
+                }
+            ],
+        },
+        "http_filters": _http_filters(settings, services),
+    }
+    if stat_prefix == "gateway_https":
+        config["forward_client_cert_details"] = "SANITIZE_SET"
+        config["set_current_client_cert_details"] = {"uri": True}
+    return {"name": "envoy.filters.network.http_connection_manager", "typed_config": config}
+
+
+def _mtls_transport_socket(pki: Pki) -> dict:
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": f"{_TYPE}.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": True,
+            "common_tls_context": {
+                "alpn_protocols": ["h2", "http/1.1"],
+                "tls_params": {"tls_minimum_protocol_version": "TLSv1_2"},
+                "tls_certificates": [
+                    {
+                        "certificate_chain": {"filename": str(pki.server_cert)},
+                        "private_key": {"filename": str(pki.server_key)},
+                    }
+                ],
+                "validation_context": {
+                    "trusted_ca": {"filename": str(pki.ca_cert)},
+                    "match_typed_subject_alt_names": [
+                        {"san_type": "URI", "matcher": {"prefix": CLIENT_SPIFFE_PREFIX}}
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _static_cluster(name: str, host: str, port: int, *, http2: bool) -> dict:
+    cluster: dict = {
+        "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
-        "per_connection_buffer_limit_bytes": MAX_MESSAGE_BYTES,
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}],
+        },
+    }
+    if http2:
         # Required for a gRPC upstream: without it the config validates and every call 502s.
-        "typed_extension_protocol_options": {
+        cluster["typed_extension_protocol_options"] = {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
                 "@type": f"{_TYPE}.upstreams.http.v3.HttpProtocolOptions",
                 "explicit_http_config": {"http2_protocol_options": {}},
             }
-        },
-        "load_assignment": {
-            "cluster_name": UPSTREAM_CLUSTER,
-            "endpoints": [
-                {
-                    "lb_endpoints": [
-                        {
-                            "endpoint": {
-                                "address": {
-                                    "socket_address": {
-                                        "address": settings.upstream_host,
-                                        "port_value": settings.upstream_port,
-                                    }
-                                }
-                            }
-                        }
-                    ]
-                }
-            ],
-        },
-        "health_checks": [
-            {
-                "timeout": "1s",
-                "interval": "2s",
-                "unhealthy_threshold": 2,
-                "healthy_threshold": 1,
-                "grpc_health_check": {"service_name": ""},
-            }
-        ],
-        "circuit_breakers": {
-            "thresholds": [
-                {"priority": "DEFAULT", "max_connections": 1024, "max_pending_requests": 1024, "max_requests": 4096}
-            ]
-        },
+        }
+    return cluster
+
+
+def _upstream_cluster(settings: GatewaySettings) -> dict:
+    cluster = _static_cluster(UPSTREAM_CLUSTER, settings.upstream_host, settings.upstream_port, http2=True)
+    cluster["per_connection_buffer_limit_bytes"] = MAX_MESSAGE_BYTES
+    cluster["health_checks"] = [
+        {
+            "timeout": "1s",
+            "interval": "2s",
+            "unhealthy_threshold": 2,
+            "healthy_threshold": 1,
+            "grpc_health_check": {"service_name": ""},
+        }
+    ]
+    cluster["circuit_breakers"] = {
+        "thresholds": [{"priority": "DEFAULT", "max_connections": 1024, "max_pending_requests": 1024, "max_requests": 4096}]
+    }
+    return cluster
+
+
+def _listener(name: str, host: str, port: int, chain: dict) -> dict:
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": host, "port_value": port}},
+        "per_connection_buffer_limit_bytes": MAX_MESSAGE_BYTES,
+        "filter_chains": [chain],
     }
 
 
 def build_config(settings: GatewaySettings) -> dict:
     """The Envoy bootstrap as a dict (JSON is valid Envoy YAML)."""
     services = platform_services(settings.descriptor_set)
+    listeners = [
+        _listener(
+            "gateway_http",
+            settings.listen_host,
+            settings.http_port,
+            {"filters": [_http_connection_manager(settings, services, "gateway_http")]},
+        )
+    ]
+    if settings.pki is not None:
+        chain = {
+            "transport_socket": _mtls_transport_socket(settings.pki),
+            "filters": [_http_connection_manager(settings, services, "gateway_https")],
+        }
+        listeners.append(_listener("gateway_mtls", settings.listen_host, settings.https_port, chain))
+    clusters = [_upstream_cluster(settings)]
+    if settings.jwt_issuer is not None:
+        clusters.append(_static_cluster(JWKS_CLUSTER, "127.0.0.1", settings.http_port, http2=False))
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": settings.admin_port}}},
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "gateway_http",
-                    "address": {"socket_address": {"address": settings.listen_host, "port_value": settings.http_port}},
-                    "per_connection_buffer_limit_bytes": MAX_MESSAGE_BYTES,
-                    "filter_chains": [{"filters": [_http_connection_manager(settings, services)]}],
-                }
-            ],
-            "clusters": [_upstream_cluster(settings)],
-        },
+        "static_resources": {"listeners": listeners, "clusters": clusters},
     }
 
 

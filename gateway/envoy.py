@@ -11,6 +11,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from typing import Any
 
 
 class EnvoyError(RuntimeError):
@@ -59,10 +60,8 @@ class EnvoyProcess:
         with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 - loopback admin only
             return response.read().decode()
 
-    async def start(self, timeout: float = 30.0) -> None:
-        """Start Envoy and wait until its admin reports LIVE; raise EnvoyError with its log otherwise."""
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self._process = subprocess.Popen(
+    def _spawn(self, log: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 envoy_binary(),
                 "-c", str(self.config_path),
@@ -74,6 +73,15 @@ class EnvoyProcess:
             stderr=log,
             start_new_session=True,  # its own session: a terminal's Ctrl-C reaches us, and we drain it
         )
+
+    async def start(self, timeout: float = 30.0) -> None:
+        """Start Envoy and wait until its admin reports LIVE; raise EnvoyError with its log otherwise."""
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self._process = self._spawn(log)
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()  # the child holds its own descriptor
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline:
