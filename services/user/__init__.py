@@ -1,0 +1,1 @@
+"""User service: sign-up, login, JWT access and rotating refresh tokens, roles, notification preferences."""
