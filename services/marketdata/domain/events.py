@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -18,9 +19,23 @@ __all__ = [
     "QuoteUpdate",
     "SummaryEvent",
     "TradeEvent",
+    "datetime_of",
+    "time_ns_of",
 ]
 
 NAN = math.nan
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def time_ns_of(moment: datetime) -> int:
+    """Nanoseconds since the Unix epoch of an aware datetime, exactly (no float rounding)."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def datetime_of(time_ns: int) -> datetime:
+    """The aware UTC datetime of nanoseconds since the Unix epoch (to the microsecond)."""
+    return _EPOCH + timedelta(microseconds=time_ns // 1000)
 
 
 class FeedKind(Enum):
