@@ -7,7 +7,10 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 SOURCES := pyproject.toml setup.py $(shell find proto third_party core_ext -name '*.proto' -o -name '*.pyx' -o -name '*.pxd' 2>/dev/null)
 
-.PHONY: run test install lint-proto breaking-proto backends pytest bench run-distributed clean
+certs: install
+	$(PY) -m gateway.certs .run/certs
+
+.PHONY: certs run test install lint-proto breaking-proto backends pytest bench run-distributed clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
+from gateway.certs import ensure_pki
 from gateway.config import GatewaySettings, default_descriptor_set, write_config
 from gateway.envoy import EnvoyProcess, validate
 from services.embedded.postgres import EmbeddedPostgres
@@ -43,6 +44,7 @@ class EmbeddedSettings(ServerSettings):
     port: int = env("GRPC_PORT", default=50051, ge=0, le=65535, help="gRPC port of all services")
     gateway_host: str = env("GATEWAY_HOST", default="127.0.0.1", help="Envoy listen address")
     gateway_port: int = env("GATEWAY_PORT", default=8080, ge=1, le=65535, help="Envoy REST/grpc-web/gRPC port")
+    gateway_https_port: int = env("GATEWAY_HTTPS_PORT", default=8443, ge=1, le=65535, help="Envoy mTLS port")
     gateway_admin_port: int = env("GATEWAY_ADMIN_PORT", default=9901, ge=1, le=65535, help="Envoy admin port")
     run_dir: str = env("RUN_DIR", default=".run", help="where the embedded PostgreSQL data, configs and logs live")
     drain_seconds: float = env("DRAIN_SECONDS", default=0.5, ge=0.0)
@@ -98,14 +100,17 @@ class EmbeddedPlatform:
                 adapters=[Adapter("bus", stop=bus.close), Adapter("cache", stop=cache.close)],
             )
             await self.server.start()
+            pki = await asyncio.to_thread(ensure_pki, self.run_dir / "certs")
             gateway = GatewaySettings(
                 descriptor_set=default_descriptor_set(),
                 upstream_host="127.0.0.1",
                 upstream_port=self.server.port,
                 listen_host=self.settings.gateway_host,
                 http_port=self.settings.gateway_port,
+                https_port=self.settings.gateway_https_port,
                 admin_port=self.settings.gateway_admin_port,
                 access_log_path=str(self.run_dir / "envoy-access.log"),
+                pki=pki,
             )
             config = write_config(gateway, self.run_dir / "envoy.json")
             await asyncio.to_thread(validate, config)
@@ -131,7 +136,8 @@ class EmbeddedPlatform:
         s = self.settings
         return (
             f"READY grpc={self.server.address} rest=http://{s.gateway_host}:{s.gateway_port} "
-            f"grpc-web=http://{s.gateway_host}:{s.gateway_port} envoy-admin=http://127.0.0.1:{s.gateway_admin_port} "
+            f"grpc-web=http://{s.gateway_host}:{s.gateway_port} mtls=https://localhost:{s.gateway_https_port} "
+            f"certs={self.run_dir / 'certs'} envoy-admin=http://127.0.0.1:{s.gateway_admin_port} "
             f"services={len(self.server.service_names)}"
         )
 

@@ -63,11 +63,12 @@ class EmbeddedPlatform:
 
 def start_embedded(run_dir: pathlib.Path, timeout: float = 120) -> EmbeddedPlatform:
     """Start the embedded platform on free ports and wait for its READY line."""
-    grpc_port, gateway_port, admin_port = free_port(), free_port(), free_port()
+    grpc_port, gateway_port, https_port, admin_port = free_port(), free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "TASTYPLAT_GRPC_PORT": str(grpc_port),
         "TASTYPLAT_GATEWAY_PORT": str(gateway_port),
+        "TASTYPLAT_GATEWAY_HTTPS_PORT": str(https_port),
         "TASTYPLAT_GATEWAY_ADMIN_PORT": str(admin_port),
         "TASTYPLAT_RUN_DIR": str(run_dir),
         "TASTYPLAT_LOG_LEVEL": "WARNING",
