@@ -29,8 +29,8 @@ class ModelValues:
     charm: Array
 
 
-def _style(american: bool) -> object:
-    return core_ext.ExerciseStyle.AMERICAN if american else core_ext.ExerciseStyle.EUROPEAN
+def _style(american: bool) -> str:
+    return "american" if american else "european"
 
 
 def price_and_greeks(
