@@ -68,19 +68,21 @@ def _metadata_value(metadata: Sequence[tuple[str, str | bytes]] | None, key: str
 class CallScope:
     """The platform's per-call scope: request id in, access log and error mapping out."""
 
-    def __init__(self, method: str, invocation_metadata: Sequence[tuple[str, str | bytes]] | None, context: Context):
+    def __init__(self, method: str, context: Context, *, initial_metadata: bool = True) -> None:
         """Bind the scope to one call.
 
         Args:
             method: Full method name.
-            invocation_metadata: The client's metadata (for ``x-request-id``).
-            context: The call's servicer context.
+            context: The call's servicer context (its invocation metadata carries ``x-request-id``).
+            initial_metadata: Also send the request id in the initial metadata (costs one extra
+                batch per call; the trailing metadata always carries it).
         """
         self.method = method
         self.context = context
         self.request_id = sanitize_request_id(
-            _metadata_value(invocation_metadata, REQUEST_ID_METADATA_KEY)
+            _metadata_value(context.invocation_metadata(), REQUEST_ID_METADATA_KEY)
         ) or new_request_id()
+        self._initial_metadata = initial_metadata
         self._started = 0.0
 
     @property
@@ -92,7 +94,8 @@ class CallScope:
         self._started = time.perf_counter()
         set_call_context(self.request_id, self.context.time_remaining())
         self.context.set_trailing_metadata(self._id_pair)
-        await self.context.send_initial_metadata(self._id_pair)
+        if self._initial_metadata:
+            await self.context.send_initial_metadata(self._id_pair)
         return self
 
     async def __aexit__(
@@ -238,6 +241,18 @@ class PlatformServerInterceptor(grpc.aio.ServerInterceptor):
     their own wrapped behaviours.
     """
 
+    def __init__(self, *, request_id_in_initial_metadata: bool = True) -> None:
+        """Create the interceptor.
+
+        Args:
+            request_id_in_initial_metadata: Send ``x-request-id`` in the initial metadata as well as the
+                trailers. It costs one extra batch per call (about 40 us of server CPU per unary call).
+        """
+        self._initial_metadata = request_id_in_initial_metadata
+        # The registry hands back the same handler object for a method on every call, so the wrapped
+        # handler is built once per method instead of once per call.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
@@ -248,9 +263,14 @@ class PlatformServerInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method: str = handler_call_details.method
-        metadata = handler_call_details.invocation_metadata
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        initial_metadata = self._initial_metadata
 
         def scope(context: Context) -> CallScope:
-            return CallScope(method, metadata, context)
+            return CallScope(method, context, initial_metadata=initial_metadata)
 
-        return wrap_handler(handler, scope)
+        wrapped = wrap_handler(handler, scope)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped

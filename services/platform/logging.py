@@ -65,6 +65,10 @@ def configure_logging(level: int | str = "INFO", *, stream: IO[str] | None = Non
         The installed handler (tests remove it with ``logging.getLogger().removeHandler``).
     """
     global _installed
+    # Lines carry none of these, and looking them up costs every record (access lines come per call).
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     if _installed is not None:
         root.removeHandler(_installed)

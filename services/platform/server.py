@@ -402,6 +402,9 @@ def serve(
         wire: Async factory of the registrations.
         adapters: Async factory of shared adapters, if any.
         on_ready: Called once SERVING.
+
+    Raises:
+        SystemExit: With status 1 when wiring, binding or a start hook failed (the cause is logged).
     """
     configure_logging(settings.log_level)
 
@@ -411,4 +414,8 @@ def serve(
         server = build_server(registrations, settings, adapters=shared)
         await run_until_signal(server, on_ready=on_ready)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except Exception:
+        log.exception("start-up failed")
+        raise SystemExit(1) from None

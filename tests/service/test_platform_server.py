@@ -588,3 +588,33 @@ async def test_generated_registered_methods_go_through_the_interceptor(
     assert [(a["method"], a["request_id"], a["level"]) for a in access] == [
         ("/grpc.health.v1.Health/Check", "req-hc", "DEBUG")
     ]
+
+
+async def test_client_deadline_is_logged_as_deadline_exceeded(
+    servicer: DemoServicer, client: Client, json_logs: Callable[[], list[dict[str, Any]]]
+) -> None:
+    servicer.slow_seconds = 5
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await client.slow(S(value=""), metadata=(("x-request-id", "req-late"),), timeout=0.2)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    for _ in range(100):
+        access = [line for line in json_logs() if line.get("request_id") == "req-late" and "code" in line]
+        if access:
+            break
+        await asyncio.sleep(0.02)
+    assert [line["code"] for line in access] == ["DEADLINE_EXCEEDED"]
+
+
+async def test_client_cancel_is_logged_as_cancelled(
+    servicer: DemoServicer, client: Client, json_logs: Callable[[], list[dict[str, Any]]]
+) -> None:
+    servicer.slow_seconds = 5
+    call = client.slow(S(value=""), metadata=(("x-request-id", "req-cancel"),), timeout=10)
+    await servicer.slow_entered.wait()
+    call.cancel()
+    for _ in range(100):
+        access = [line for line in json_logs() if line.get("request_id") == "req-cancel" and "code" in line]
+        if access:
+            break
+        await asyncio.sleep(0.02)
+    assert [line["code"] for line in access] == ["CANCELLED"]
