@@ -112,6 +112,7 @@ class BrokerApp:
         session_cache_size: Sessions kept (one per link) so access tokens are reused.
         stale_after: Seconds a last good balance or position list may be served while the broker is down.
         history_ttl: Seconds a fetched transaction history serves further pages of the same query.
+        auto_link_paper: Give a user without any link the paper demo account on first use.
     """
 
     def __init__(
@@ -125,6 +126,7 @@ class BrokerApp:
         session_cache_size: int = 1024,
         stale_after: float = 900.0,
         history_ttl: float = 60.0,
+        auto_link_paper: bool = False,
     ) -> None:
         self._connectors = dict(connectors)
         self._links = links
@@ -134,6 +136,7 @@ class BrokerApp:
         self._session_cache_size = session_cache_size
         self._stale_after = stale_after
         self._history_ttl = history_ttl
+        self._auto_link_paper = auto_link_paper and Environment.PAPER in connectors
         self._sessions: OrderedDict[str, tuple[bytes, BrokerSession]] = OrderedDict()
         self._last_good: dict[tuple[str, str, str], tuple[float, object]] = {}
         self._history: OrderedDict[tuple[str, str, str], tuple[float, list[Transaction]]] = OrderedDict()
@@ -238,6 +241,7 @@ class BrokerApp:
     ) -> paging.Page[LinkedAccount]:
         """The caller's linked accounts by account number, one page at a time."""
         size = ACCOUNTS_PAGE.resolve(page_size)
+        await self._ensure_demo(user_id)
         accounts = [a for a in await self._links.list_accounts(user_id) if include_closed or not a.account.is_closed]
         accounts.sort(key=lambda a: a.account.account_number)
         return paging.paginate(
@@ -398,6 +402,8 @@ class BrokerApp:
         if not account_number:
             raise FieldRequired("account_number")
         linked = await self._links.get_account(user_id, account_number)
+        if linked is None and await self._ensure_demo(user_id):
+            linked = await self._links.get_account(user_id, account_number)
         if linked is None:
             raise AccountNotFound(account_number)
         link = await self._links.get_link(user_id, linked.link_id)
@@ -405,7 +411,14 @@ class BrokerApp:
             raise AccountNotFound(account_number)
         return link
 
+    async def _ensure_demo(self, user_id: str) -> bool:
+        if not self._auto_link_paper or await self._links.list_links(user_id):
+            return False
+        await self.link_account(user_id, environment=Environment.PAPER)
+        return True
+
     async def _any_link(self, user_id: str) -> BrokerLink:
+        await self._ensure_demo(user_id)
         links = [link for link in await self._links.list_links(user_id) if link.environment in self._connectors]
         active = [link for link in links if link.status is LinkStatus.ACTIVE]
         candidates = active or links

@@ -23,7 +23,15 @@ from services.broker.domain.model import (
 )
 from services.platform.clock import Clock
 
-__all__ = ["BrokerConnector", "BrokerSession", "Clock", "LinkRepository", "MarkSource", "SecretBox"]
+__all__ = [
+    "BrokerConnector",
+    "BrokerSession",
+    "Clock",
+    "IdentityVerifier",
+    "LinkRepository",
+    "MarkSource",
+    "SecretBox",
+]
 
 
 class BrokerSession(Protocol):
@@ -157,4 +165,16 @@ class MarkSource(Protocol):
 
     def option_mark(self, occ_symbol: str) -> Decimal | None:
         """The latest mid of an option by OCC symbol, or None when the source does not price it."""
+        ...
+
+
+class IdentityVerifier(Protocol):
+    """Turns the caller's bearer access token into a verified user id."""
+
+    async def verify(self, bearer_token: str) -> str:
+        """The token's subject (user id) once its signature, issuer, audience and lifetime check out.
+
+        Raises:
+            AuthenticationRequired: the token is missing, malformed, expired or not ours.
+        """
         ...

@@ -203,6 +203,7 @@ class PaperSession:
             derivative_buying_power=excess,
             day_trading_buying_power=Decimal(0),
             maintenance_requirement=maintenance,
+            maintenance_excess=excess,
             margin_equity=net_liq.quantize(Decimal("0.001")),
             long_equity_value=long_eq.quantize(CENT),
             short_equity_value=short_eq.quantize(CENT),

@@ -131,15 +131,58 @@ _LINK_COLUMNS = "link_id, user_id, environment, key_version, secret, status, req
 _NUMBERS = "ARRAY(SELECT a.account_number FROM broker_accounts a WHERE a.link_id = l.link_id) AS numbers"
 
 
-class PostgresLinkRepository:
-    """LinkRepository on an asyncpg pool whose ``search_path`` is the broker's schema.
+class PostgresDatabase:
+    """The broker's database: a pool on its schema, created and migrated by ``connect``.
 
     Args:
-        pool: The pool (``server_settings={"search_path": schema}``).
+        dsn: PostgreSQL DSN.
+        schema: The broker's schema.
     """
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, dsn: str, schema: str, *, max_size: int = 10) -> None:
+        self._dsn = dsn
+        self.schema = _check_schema(schema)
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The pool (after ``connect``)."""
+        if self._pool is None:
+            raise RuntimeError("the broker database is not connected")
+        return self._pool
+
+    async def connect(self) -> list[int]:
+        """Create the pool and migrate the schema; return the migrations applied."""
+        self._pool = await asyncpg.create_pool(
+            self._dsn, min_size=1, max_size=self._max_size, server_settings={"search_path": self.schema}
+        )
+        try:
+            return await migrate(self._pool, self.schema)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Close the pool."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+class PostgresLinkRepository:
+    """LinkRepository on the broker's database.
+
+    Args:
+        database: The database (connected before the first call).
+    """
+
+    def __init__(self, database: PostgresDatabase) -> None:
+        self._database = database
+
+    @property
+    def _pool(self) -> asyncpg.Pool:
+        return self._database.pool
 
     async def save_link(self, link: BrokerLink, accounts: Sequence[Account]) -> None:
         """Upsert the link and its accounts in one transaction.
@@ -293,16 +336,3 @@ class PostgresLinkRepository:
             "DELETE FROM broker_links WHERE user_id = $1 AND link_id = $2", user_id, link_id
         )
         return status.endswith(" 1")
-
-
-async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """An asyncpg pool whose connections use ``schema``, after migrating it."""
-    pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, server_settings={"search_path": _check_schema(schema)}
-    )
-    try:
-        await migrate(pool, schema)
-    except BaseException:
-        await pool.close()
-        raise
-    return pool

@@ -105,6 +105,7 @@ class Balances:
     derivative_buying_power: Decimal
     day_trading_buying_power: Decimal
     maintenance_requirement: Decimal
+    maintenance_excess: Decimal
     margin_equity: Decimal
     long_equity_value: Decimal
     short_equity_value: Decimal

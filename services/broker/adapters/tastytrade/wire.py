@@ -267,6 +267,7 @@ def parse_balances(body: object, currency: str) -> Balances:
             derivative_buying_power=_dec(data, "derivative-buying-power"),
             day_trading_buying_power=_dec(data, "day-trading-buying-power"),
             maintenance_requirement=_dec(data, "maintenance-requirement"),
+            maintenance_excess=_dec(data, "maintenance-excess"),
             margin_equity=_dec(data, "margin-equity"),
             long_equity_value=_dec(data, "long-equity-value"),
             short_equity_value=_dec(data, "short-equity-value"),

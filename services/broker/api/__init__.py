@@ -1,0 +1,1 @@
+"""gRPC edge of the broker service: the servicer and the domain <-> protobuf conversions."""
