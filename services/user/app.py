@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from services.user.domain.access import (
     UserCursor,
@@ -265,6 +266,11 @@ class UserApp:
         self.policy = policy
         self._dummy_hash: str | None = None
 
+    @property
+    def keys(self) -> SigningKeys:
+        """The signing-key ring manager."""
+        return self._keys
+
     async def start(self) -> None:
         """Load (or create) the signing keys and prepare the decoy hash for unknown accounts."""
         await self._keys.ensure_current()
@@ -440,7 +446,7 @@ class UserApp:
             await self._reuse_detected(session, now)
         return await self._grant(user, session.session_id, successor_token, successor.expires_at, now)
 
-    async def _reuse_detected(self, session: Session, now: datetime) -> None:
+    async def _reuse_detected(self, session: Session, now: datetime) -> NoReturn:
         await self._sessions.revoke(session.session_id, now, RevokeReason.REUSE_DETECTED)
         await self._audit.record("refresh_token.reused", actor=None, subject=session.user_id,
                                  details={"session_id": session.session_id})

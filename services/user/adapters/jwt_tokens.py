@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = ["JwtCodec", "KeyPairFactory"]
 # A compact JWS far beyond any token this service issues is refused before any parsing.
 MAX_TOKEN_LENGTH = 8192
 MAX_KID_LENGTH = 128
+_COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 
 
 class KeyPairFactory:
@@ -84,6 +86,8 @@ class JwtCodec:
         """The ``kid`` of an unverified token."""
         if len(token) > MAX_TOKEN_LENGTH:
             raise AuthenticationRequired("access token is too large")
+        if not _COMPACT_JWS.match(token):
+            raise AuthenticationRequired("access token is not a compact JWS")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -95,6 +99,8 @@ class JwtCodec:
 
     def decode(self, token: str, key: SigningKey, *, issuer: str, audience: str) -> Mapping[str, object]:
         """Verify signature, ``typ``, ``iss``, ``aud`` and claim presence; return the payload."""
+        if len(token) > MAX_TOKEN_LENGTH or not _COMPACT_JWS.match(token):
+            raise AuthenticationRequired("access token is not a compact JWS")
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") != key.algorithm.value:
