@@ -23,7 +23,7 @@ generate_protos()
 # without -ffast-math, so NaN/Inf semantics stay IEEE. TASTYPLAT_MARCH picks the target ISA: "native"
 # for this machine, "x86-64-v3" for a portable AVX2 build.
 MARCH = os.environ.get("TASTYPLAT_MARCH", "native")
-CORE_EXT_COMPILE_ARGS = ["-O3", f"-march={MARCH}", "-fno-math-errno"]
+CORE_EXT_COMPILE_ARGS = ["-O3", f"-march={MARCH}", "-fno-math-errno", "-fno-trapping-math"]
 CORE_EXT_LINK_ARGS = ["-lm", "-lmvec"] if sys.platform.startswith("linux") else []
 
 extensions = cythonize(
