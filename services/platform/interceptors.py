@@ -15,7 +15,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -34,6 +34,9 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 # Probes and tooling call these all the time; their access lines go to DEBUG so they do not drown the log.
 _QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# Codes that mean this server (not the caller) is in trouble.
+_ERROR_CODES = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS})
+_WARNING_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 class ScopeFactory(Protocol):
@@ -58,7 +61,7 @@ class CallScopeLike(Protocol):
         ...
 
 
-def _metadata_value(metadata: Sequence[tuple[str, str | bytes]] | None, key: str) -> str | bytes | None:
+def _metadata_value(metadata: Iterable[tuple[str, str | bytes]] | None, key: str) -> str | bytes | None:
     for k, v in metadata or ():
         if k == key:
             return v
@@ -151,9 +154,14 @@ class CallScope:
         return default
 
     def _log(self, code: grpc.StatusCode, *, reason: str | None = None) -> None:
-        level = logging.DEBUG if self.method.startswith(_QUIET_PREFIXES) else logging.INFO
-        if code is grpc.StatusCode.INTERNAL or code is grpc.StatusCode.UNKNOWN:
+        if code in _ERROR_CODES:
             level = logging.ERROR
+        elif code in _WARNING_CODES:
+            level = logging.WARNING
+        elif self.method.startswith(_QUIET_PREFIXES):
+            level = logging.DEBUG
+        else:
+            level = logging.INFO
         fields: dict[str, Any] = {
             "request_id": self.request_id,
             "method": self.method,

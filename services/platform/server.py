@@ -288,6 +288,7 @@ def build_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,
     extra_options: Sequence[tuple[str, Any]] = (),
+    request_id_in_initial_metadata: bool = True,
 ) -> PlatformServer:
     """Create, populate and bind a grpc.aio server (not started yet).
 
@@ -303,6 +304,8 @@ def build_server(
         interceptors: More server interceptors, run inside the platform one.
         credentials: Serve TLS with these; plaintext when None.
         extra_options: More channel arguments (appended; a repeated key overrides).
+        request_id_in_initial_metadata: Also return ``x-request-id`` in the initial metadata (the
+            trailers always carry it); an extra batch per call, about 35 us of server CPU.
 
     Returns:
         The bound server; ``.port`` is the real port.
@@ -316,7 +319,10 @@ def build_server(
     if duplicates:
         raise ValueError(f"services registered twice: {duplicates}")
     server = grpc.aio.server(
-        interceptors=[PlatformServerInterceptor(), *interceptors],
+        interceptors=[
+            PlatformServerInterceptor(request_id_in_initial_metadata=request_id_in_initial_metadata),
+            *interceptors,
+        ],
         options=[*server_options(settings.max_message_bytes), *extra_options],
     )
     for registration in registrations:

@@ -28,6 +28,7 @@ async def running_server(
     *,
     adapters: Sequence[Adapter] = (),
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    request_id_in_initial_metadata: bool = True,
     **settings: Any,
 ) -> AsyncIterator[PlatformServer]:
     """Build and start a server on a free loopback port; stop it (grace 0) on exit.
@@ -36,9 +37,16 @@ async def running_server(
         registrations: What to serve.
         adapters: Shared lifecycle hooks.
         interceptors: Extra server interceptors.
+        request_id_in_initial_metadata: As for ``build_server``.
         **settings: ``ServerSettings`` fields overriding ``local_settings``.
     """
-    server = build_server(registrations, local_settings(**settings), adapters=adapters, interceptors=interceptors)
+    server = build_server(
+        registrations,
+        local_settings(**settings),
+        adapters=adapters,
+        interceptors=interceptors,
+        request_id_in_initial_metadata=request_id_in_initial_metadata,
+    )
     await server.start()
     try:
         yield server

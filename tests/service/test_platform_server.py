@@ -618,3 +618,12 @@ async def test_client_cancel_is_logged_as_cancelled(
             break
         await asyncio.sleep(0.02)
     assert [line["code"] for line in access] == ["CANCELLED"]
+
+
+async def test_request_id_only_in_trailers_when_initial_metadata_is_off() -> None:
+    async with running_server([registration()], request_id_in_initial_metadata=False) as srv:
+        async with client_channel(srv) as channel:
+            call = Client(channel).echo(S(value="x"), metadata=(("x-request-id", "req-t"),), timeout=5)
+            assert (await call).value == "req-t"
+            assert _metadata_value(await call.initial_metadata(), "x-request-id") is None
+            assert _metadata_value(await call.trailing_metadata(), "x-request-id") == "req-t"
