@@ -26,6 +26,8 @@ class _State:
     sessions: dict[str, Session] = field(default_factory=dict)
     tokens: dict[bytes, RefreshToken] = field(default_factory=dict)
     challenges: list[VerificationChallenge] = field(default_factory=list)
+    # Kept apart from challenges, like the code_sends table: deleting an account keeps the send history.
+    sends: list[tuple[str, datetime]] = field(default_factory=list)
     tickets: dict[bytes, PasswordResetTicket] = field(default_factory=dict)
     throttle: dict[str, FailureRecord] = field(default_factory=dict)
     keys: dict[str, SigningKey] = field(default_factory=dict)
@@ -224,6 +226,7 @@ class MemoryVerificationRepository:
             if challenge.user_id not in self._s.users:
                 raise LookupError(f"no user {challenge.user_id}")
             self._s.challenges.append(challenge)
+            self._s.sends.append((challenge.destination, challenge.created_at))
 
     async def latest(self, user_id: str, channel: ContactChannel) -> VerificationChallenge | None:
         """The newest challenge of the user and channel."""
@@ -243,7 +246,7 @@ class MemoryVerificationRepository:
 
     async def sends_since(self, destination: str, since: datetime) -> list[datetime]:
         """Send times to ``destination`` since ``since``."""
-        return sorted(c.created_at for c in self._s.challenges if c.destination == destination and c.created_at >= since)
+        return sorted(at for to, at in self._s.sends if to == destination and at >= since)
 
 
 class MemoryResetTicketRepository:
