@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from services.marketdata.domain.errors import FieldInvalid, PageTokenInvalid, TimeRangeInvalid
+from services.platform.errors import FieldViolation
 
 __all__ = ["Candle", "CandleInterval", "HistoryQuery", "HistoryTick", "decode_page_token", "encode_page_token"]
 
@@ -75,11 +76,11 @@ class HistoryQuery:
             FieldInvalid: `page_size` is negative.
         """
         if start_ns is not None and start_ns >= end_ns:
-            raise TimeRangeInvalid(
-                "start_time must be before end_time", metadata={"field": "start_time"}
-            )
+            message = "start_time must be before end_time"
+            raise TimeRangeInvalid(message, field_violations=[FieldViolation("start_time", message, "TIME_RANGE_INVALID")])
         if page_size < 0:
-            raise FieldInvalid(f"page_size must not be negative, got {page_size}", metadata={"field": "page_size"})
+            message = f"page_size must not be negative, got {page_size}"
+            raise FieldInvalid(message, field_violations=[FieldViolation("page_size", message, "FIELD_INVALID")])
         size = DEFAULT_PAGE_SIZE if page_size == 0 else min(page_size, MAX_PAGE_SIZE)
         return cls(symbol, interval, start_ns, end_ns, size)
 
@@ -108,7 +109,9 @@ def decode_page_token(query: HistoryQuery, token: str) -> int:
         if not isinstance(next_start, int) or not isinstance(fingerprint, str):
             raise ValueError("bad types")
     except (ValueError, KeyError, TypeError) as error:
-        raise PageTokenInvalid("page_token is not a token issued by GetHistory") from error
+        message = "page_token is not a token issued by GetHistory"
+        raise PageTokenInvalid(message, field_violations=[FieldViolation("page_token", message)]) from error
     if fingerprint != query.fingerprint():
-        raise PageTokenInvalid("page_token was issued for a different query (symbol, interval or range)")
+        message = "page_token was issued for a different query (symbol, interval or range)"
+        raise PageTokenInvalid(message, field_violations=[FieldViolation("page_token", message)])
     return next_start

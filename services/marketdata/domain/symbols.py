@@ -10,6 +10,7 @@ from enum import Enum
 from zoneinfo import ZoneInfo
 
 from services.marketdata.domain.errors import FieldInvalid, FieldRequired, NotAnOptionSymbol, TooManySymbols
+from services.platform.errors import FieldViolation
 
 __all__ = [
     "MAX_SYMBOL_LENGTH",
@@ -127,23 +128,26 @@ def validate_symbols(symbols: list[str] | tuple[str, ...], *, options_only: bool
         NotAnOptionSymbol: `options_only` and a symbol is not an option symbol.
     """
     if not symbols:
-        raise FieldRequired("symbols is required: name at least one symbol", metadata={"field": "symbols"})
+        message = "symbols is required: name at least one symbol"
+        raise FieldRequired(message, field_violations=[FieldViolation("symbols", message, "FIELD_REQUIRED")])
     unique = list(dict.fromkeys(symbols))
     if len(unique) > MAX_SYMBOLS_PER_REQUEST:
+        message = f"{len(unique)} symbols requested, at most {MAX_SYMBOLS_PER_REQUEST} per request"
         raise TooManySymbols(
-            f"{len(unique)} symbols requested, at most {MAX_SYMBOLS_PER_REQUEST} per request",
+            message,
             metadata={"limit": str(MAX_SYMBOLS_PER_REQUEST), "requested": str(len(unique))},
+            field_violations=[FieldViolation("symbols", message, "TOO_MANY_SYMBOLS")],
         )
     for index, symbol in enumerate(unique):
         if not symbol or len(symbol) > MAX_SYMBOL_LENGTH or not _PRINTABLE.match(symbol):
-            raise FieldInvalid(
-                f"symbols[{index}] = {symbol[:80]!r} is not a symbol (1 to {MAX_SYMBOL_LENGTH} printable characters)",
-                metadata={"field": f"symbols[{index}]"},
-            )
+            message = f"symbols[{index}] = {symbol[:80]!r} is not a symbol (1 to {MAX_SYMBOL_LENGTH} printable characters)"
+            raise FieldInvalid(message, field_violations=[FieldViolation(f"symbols[{index}]", message, "FIELD_INVALID")])
         if options_only and not is_option_symbol(symbol):
-            raise NotAnOptionSymbol(
+            message = (
                 f"symbols[{index}] = {symbol!r} is not an option symbol (OCC 'SPY   240419C00500000' "
-                "or dxFeed '.SPY240419C500')",
-                metadata={"field": f"symbols[{index}]"},
+                "or dxFeed '.SPY240419C500')"
+            )
+            raise NotAnOptionSymbol(
+                message, field_violations=[FieldViolation(f"symbols[{index}]", message, "FIELD_INVALID")]
             )
     return unique

@@ -1,0 +1,141 @@
+"""The MarketDataService servicer: validates requests, delegates to the app, streams packed batches."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc.aio
+from tastyplat.marketdata.v1 import marketdata_service_pb2 as pb
+from tastyplat.marketdata.v1 import marketdata_service_pb2_grpc as pb_grpc
+from tastyplat.type.v1 import stream_pb2
+
+from services.marketdata.api import convert
+from services.marketdata.app import MarketDataApp, StreamEnded, requested_symbols
+from services.marketdata.domain.errors import FieldRequired
+from services.marketdata.domain.events import time_ns_of
+from services.marketdata.domain.history import HistoryQuery
+from services.marketdata.domain.symbols import validate_symbols
+from services.platform.errors import FieldViolation
+
+__all__ = ["MarketDataServicer", "caller_of"]
+
+Context = grpc.aio.ServicerContext
+
+
+def caller_of(context: Context) -> str:
+    """Who a stream counts against: the JWT subject the gateway forwards (`x-jwt-sub`), else the peer."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-jwt-sub" and value:
+            return f"sub:{value if isinstance(value, str) else value.decode('latin-1')}"
+    return f"peer:{context.peer()}"
+
+
+def _required(field: str, what: str) -> FieldRequired:
+    message = f"{field} is required: {what}"
+    return FieldRequired(message, field_violations=[FieldViolation(field, message, "FIELD_REQUIRED")])
+
+
+class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
+    """gRPC face of `MarketDataApp`."""
+
+    def __init__(self, app: MarketDataApp) -> None:
+        self._app = app
+
+    async def GetQuote(self, request: pb.GetQuoteRequest, context: Context) -> pb.GetQuoteResponse:
+        if not request.symbol:
+            raise _required("symbol", "name the symbol to quote, e.g. SPY")
+        quote = await self._app.get_quote(request.symbol)
+        return pb.GetQuoteResponse(quote=convert.quote_to_proto(quote, request.symbol, self._app.feed_kind()))
+
+    async def GetHistory(self, request: pb.GetHistoryRequest, context: Context) -> pb.GetHistoryResponse:
+        if not request.symbol:
+            raise _required("symbol", "name the symbol whose history to read")
+        interval = convert.interval_from_proto(request.interval)
+        if interval is None:
+            raise _required("interval", "one of ONE_MINUTE, FIVE_MINUTES, ONE_HOUR, ONE_DAY")
+        start_ns = convert.timestamp_to_nanos(request.start_time) if request.HasField("start_time") else None
+        end_ns = (
+            convert.timestamp_to_nanos(request.end_time)
+            if request.HasField("end_time")
+            else time_ns_of(self._app.clock.now())
+        )
+        query = HistoryQuery.build(request.symbol, interval, start_ns, end_ns, request.page_size)
+        candles, next_token = await self._app.get_history(query, request.page_token)
+        return pb.GetHistoryResponse(
+            candles=[convert.candle_to_proto(c) for c in candles], next_page_token=next_token
+        )
+
+    async def StreamQuotes(
+        self, request: pb.StreamQuotesRequest, context: Context
+    ) -> AsyncIterator[pb.StreamQuotesResponse]:
+        symbols = validate_symbols(list(request.symbols))
+        stream = await self._app.open_quote_stream(symbols, caller_of(context))
+        source = convert.source_to_proto(self._app.feed_kind())
+        heartbeat = self._app.settings.heartbeat_interval
+        try:
+            yield pb.StreamQuotesResponse(
+                quotes=convert.quote_batch(
+                    stream.snapshot, requested_symbols(stream.snapshot, stream.aliases),
+                    snapshot=True, conflated=0, source=source,
+                )  # fmt: skip
+            )
+            while True:
+                try:
+                    batch = await stream.next(heartbeat)
+                except StreamEnded as ended:
+                    yield pb.StreamQuotesResponse(end=_stream_end(ended))
+                    return
+                if batch is None:
+                    yield pb.StreamQuotesResponse(heartbeat=self._heartbeat())
+                    continue
+                updates, conflated = batch
+                yield pb.StreamQuotesResponse(
+                    quotes=convert.quote_batch(
+                        updates, requested_symbols(updates, stream.aliases),
+                        snapshot=False, conflated=conflated, source=source,
+                    )  # fmt: skip
+                )
+        finally:
+            await stream.close()
+
+    async def StreamGreeks(
+        self, request: pb.StreamGreeksRequest, context: Context
+    ) -> AsyncIterator[pb.StreamGreeksResponse]:
+        symbols = validate_symbols(list(request.symbols), options_only=True)
+        stream = await self._app.open_greeks_stream(symbols, caller_of(context))
+        source = convert.source_to_proto(self._app.feed_kind())
+        heartbeat = self._app.settings.heartbeat_interval
+        try:
+            yield pb.StreamGreeksResponse(
+                greeks=convert.greeks_batch(
+                    stream.snapshot, requested_symbols(stream.snapshot, stream.aliases),
+                    snapshot=True, conflated=0, source=source,
+                )  # fmt: skip
+            )
+            while True:
+                try:
+                    batch = await stream.next(heartbeat)
+                except StreamEnded as ended:
+                    yield pb.StreamGreeksResponse(end=_stream_end(ended))
+                    return
+                if batch is None:
+                    yield pb.StreamGreeksResponse(heartbeat=self._heartbeat())
+                    continue
+                updates, conflated = batch
+                yield pb.StreamGreeksResponse(
+                    greeks=convert.greeks_batch(
+                        updates, requested_symbols(updates, stream.aliases),
+                        snapshot=False, conflated=conflated, source=source,
+                    )  # fmt: skip
+                )
+        finally:
+            await stream.close()
+
+    def _heartbeat(self) -> stream_pb2.Heartbeat:
+        return stream_pb2.Heartbeat(server_time=convert.timestamp_from_nanos(time_ns_of(self._app.clock.now())))
+
+
+def _stream_end(ended: StreamEnded) -> stream_pb2.StreamEnd:
+    return stream_pb2.StreamEnd(reason=stream_pb2.STREAM_END_REASON_SERVER_SHUTDOWN, message=ended.message)
+
+
