@@ -13,6 +13,7 @@ service (``python -m services.<svc>``) and the embedded runner that puts all eig
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
@@ -207,8 +208,11 @@ class PlatformServer:
             try:
                 if start_hook is not None:
                     await start_hook()
-            except BaseException:
-                log.exception("start hook failed", extra={"component": name})
+            except BaseException as exc:
+                if isinstance(exc, asyncio.CancelledError):
+                    log.warning("start cancelled", extra={"component": name})
+                else:
+                    log.exception("start hook failed", extra={"component": name})
                 await self.health.enter_graceful_shutdown()
                 await self.server.stop(0)
                 await self._run_stop_hooks()
@@ -381,7 +385,18 @@ async def run_until_signal(
         loop.add_signal_handler(sig, request_stop, sig)
     try:
         if server.state == "built":
-            await server.start()
+            # A start hook may wait a long time for a backend; a signal meanwhile must still stop us.
+            starting = asyncio.ensure_future(server.start())
+            stopping = asyncio.ensure_future(stop_requested.wait())
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
+                await server.stop(grace)
+                return
+            starting.result()
         if on_ready is not None:
             on_ready(server)
         await stop_requested.wait()

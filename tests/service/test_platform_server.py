@@ -27,6 +27,7 @@ from services.platform import errors
 from services.platform.context import current_request_id
 from services.platform.error_mapping import decode_error
 from services.platform.server import (
+    Adapter,
     BindError,
     PlatformServer,
     ServiceRegistration,
@@ -627,3 +628,30 @@ async def test_request_id_only_in_trailers_when_initial_metadata_is_off() -> Non
             assert (await call).value == "req-t"
             assert _metadata_value(await call.initial_metadata(), "x-request-id") is None
             assert _metadata_value(await call.trailing_metadata(), "x-request-id") == "req-t"
+
+
+async def test_sigterm_during_a_hanging_start_hook_still_stops() -> None:
+    events: list[str] = []
+    hook_entered = asyncio.Event()
+
+    async def adapter_start() -> None:
+        events.append("adapter started")
+
+    async def adapter_stop() -> None:
+        events.append("adapter stopped")
+
+    async def hangs() -> None:
+        hook_entered.set()
+        await asyncio.Event().wait()  # a backend that never answers
+
+    srv = build_server(
+        [registration(start=hangs)],
+        local_settings(),
+        adapters=[Adapter("db", start=adapter_start, stop=adapter_stop)],
+    )
+    runner = asyncio.create_task(run_until_signal(srv, signals=(signal.SIGTERM,)))
+    await hook_entered.wait()
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(runner, 10)
+    assert srv.state == "stopped"
+    assert events == ["adapter started", "adapter stopped"]
