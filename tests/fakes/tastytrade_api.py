@@ -15,7 +15,7 @@ What it reproduces (see ``/work/shared/reference/tastytrade-api.md``):
 * Fault injection for tests: the next N requests fail with a status, answer 429, stall, or the whole host
   is down; a sliding-window request limit that answers 429 like Tastytrade's throttle.
 
-Every request is recorded (method, path, query, headers, JSON body) for assertions.
+Every request is recorded (method, path, query, headers, JSON body), and every status served, for assertions.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ NEW_YORK = ZoneInfo("America/New_York")
 SUPPORTED_VERSIONS = frozenset({"20250813", "20251101", "20261012"})
 _USER_AGENT = re.compile(r"^[^\s/]+/[^\s/]+")
 ACCESS_TOKEN_LIFETIME = 900
+JSON_BODY = web.RequestKey("json_body", object)
 
 
 def _money(value: Decimal | int | str) -> str:
@@ -95,6 +96,25 @@ def monthlies_after(today: date, count: int) -> list[date]:
         if month > 12:
             year, month = year + 1, 1
     return out
+
+
+class SharedTime:
+    """One timeline for the fake (epoch seconds) and the client (monotonic): tests move both at once."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def epoch(self) -> float:
+        """Seconds since the epoch, shifted (the fake's clock)."""
+        return time.time() + self.offset
+
+    def monotonic(self) -> float:
+        """Monotonic seconds, shifted (the client's clock)."""
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        """Move both clocks forward."""
+        self.offset += seconds
 
 
 @dataclass
@@ -193,6 +213,7 @@ class FakeTastytrade:
         self.token_lifetime = ACCESS_TOKEN_LIFETIME
         self.risk_free_rate = "0.0425"
         self.requests: list[RecordedRequest] = []
+        self.statuses: list[int] = []
         self.customers: dict[str, FakeCustomer] = {}
         self.refresh_tokens: dict[str, str] = {}
         self.access_tokens: dict[str, tuple[str, float]] = {}
@@ -397,6 +418,11 @@ class FakeTastytrade:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+        response = await self._serve(request, handler)
+        self.statuses.append(response.status)
+        return response
+
+    async def _serve(self, request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
         body: Any = None
         if request.can_read_body:
             raw = await request.read()
@@ -407,7 +433,7 @@ class FakeTastytrade:
         self.requests.append(
             RecordedRequest(request.method, request.path, list(request.query.items()), dict(request.headers), body)
         )
-        request["json"] = body
+        request[JSON_BODY] = body
         fault = self._take_fault(request.path)
         if fault is not None:
             if fault.delay:
@@ -462,7 +488,7 @@ class FakeTastytrade:
     # ---- handlers
 
     async def _oauth_token(self, request: web.Request) -> web.Response:
-        body = request["json"]
+        body = request[JSON_BODY]
         if "Authorization" in request.headers:
             return self._oauth_error(400, "invalid_request", "Do not send Authorization to the token endpoint")
         if not isinstance(body, dict):

@@ -161,7 +161,7 @@ class TastytradeHttp:
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(_Transient),
             wait=wait_exponential_jitter(
-                initial=self._retry.initial_backoff, max=self._retry.max_backoff, jitter=self._retry.jitter
+                multiplier=self._retry.initial_backoff, max=self._retry.max_backoff, jitter=self._retry.jitter
             ),
             stop=stop_after_attempt(self._retry.max_attempts) | stop_after_delay(self._retry.max_elapsed),
             sleep=self._sleep,
