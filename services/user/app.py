@@ -576,11 +576,7 @@ class UserApp:
         """
         actor = await self._actor(identity)
         require_admin(actor)
-        target = canonical_user_id(user_id.strip())
-        if not user_id.strip():
-            raise FieldRequired("user_id")
-        if target is None:
-            raise UserNotFound(user_id.strip()[:64])
+        target = target_user_id(actor, user_id)
         new_roles = check_role_change(actor, target, roles)
         user = await self._users.get(target)
         if user is None:
