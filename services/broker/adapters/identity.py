@@ -13,7 +13,7 @@ from typing import Any
 
 import jwt
 
-from services.broker.domain.errors import AuthenticationRequired
+from services.broker.domain.errors import AuthenticationRequired, IdentityUnavailable
 from services.platform.clock import Clock
 
 ACCESS_TOKEN_TYPE = "at+jwt"
@@ -72,7 +72,7 @@ class CachedJwks:
                     self._fetched_at = now
                 except Exception as exc:
                     if not self._keys:
-                        raise AuthenticationRequired("the access token keys cannot be fetched right now") from exc
+                        raise IdentityUnavailable("the access token keys cannot be fetched right now") from exc
             return self._keys
 
 

@@ -305,7 +305,10 @@ class PostgresLinkRepository:
 
     async def account_owner(self, account_number: str) -> str | None:
         """Who linked the account."""
-        return await self._pool.fetchval("SELECT user_id FROM broker_accounts WHERE account_number = $1", account_number)
+        owner: str | None = await self._pool.fetchval(
+            "SELECT user_id FROM broker_accounts WHERE account_number = $1", account_number
+        )
+        return owner
 
     async def list_accounts(self, user_id: str) -> list[LinkedAccount]:
         """The user's linked accounts by account number."""
@@ -332,7 +335,7 @@ class PostgresLinkRepository:
 
     async def delete_link(self, user_id: str, link_id: str) -> bool:
         """Remove the link and (by cascade) its accounts."""
-        status = await self._pool.execute(
+        status: str = await self._pool.execute(
             "DELETE FROM broker_links WHERE user_id = $1 AND link_id = $2", user_id, link_id
         )
         return status.endswith(" 1")

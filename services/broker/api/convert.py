@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -60,7 +61,7 @@ _TRANSACTION_TYPE = {
     "Receive Deliver": pb.TRANSACTION_TYPE_RECEIVE_DELIVER,
     "Money Movement": pb.TRANSACTION_TYPE_MONEY_MOVEMENT,
 }
-TRANSACTION_TYPE_FILTER = {
+TRANSACTION_TYPE_FILTER: dict[int, str] = {
     pb.TRANSACTION_TYPE_TRADE: "Trade",
     pb.TRANSACTION_TYPE_RECEIVE_DELIVER: "Receive Deliver",
     pb.TRANSACTION_TYPE_MONEY_MOVEMENT: "Money Movement",
@@ -134,11 +135,11 @@ def environment_from(broker: int, environment: int) -> Environment:
     raise FieldInvalid("environment", f"unknown environment {environment}")
 
 
-def _broker_of(environment: Environment) -> int:
+def _broker_of(environment: Environment) -> pb.Broker:
     return pb.BROKER_PAPER if environment is Environment.PAPER else pb.BROKER_TASTYTRADE
 
 
-def _environment_of(environment: Environment) -> int:
+def _environment_of(environment: Environment) -> pb.BrokerEnvironment:
     return {
         Environment.PRODUCTION: pb.BROKER_ENVIRONMENT_PRODUCTION,
         Environment.SANDBOX: pb.BROKER_ENVIRONMENT_SANDBOX,
@@ -346,7 +347,7 @@ def market_metrics(value: MarketMetrics) -> pb.MarketMetrics:
     return message
 
 
-def transaction_types(values: list[int]) -> tuple[str, ...]:
+def transaction_types(values: Sequence[int]) -> tuple[str, ...]:
     """The domain type filters of a ListTransactions request.
 
     Raises:
