@@ -97,7 +97,13 @@ class MarketDataComponents:
     _owned: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.servicer = _LateServicer(self)
+        self.servicer = MarketDataServicer(self._started_app)
+
+    def _started_app(self) -> MarketDataApp:
+        # The servicer is registered before start() builds the app; health is NOT_SERVING until then.
+        if self.app is None:
+            raise RuntimeError("market data service called before start")
+        return self.app
 
     async def start(self) -> None:
         """Connect the bus, cache and database the settings name, then start the app."""
@@ -152,19 +158,6 @@ class MarketDataComponents:
             await self.cache.close()
         if "bus" in self._owned and self.bus is not None:
             await self.bus.close()
-
-
-class _LateServicer(MarketDataServicer):
-    # The app exists only after start(); the servicer is registered before, so it looks the app up per call.
-    def __init__(self, components: MarketDataComponents) -> None:
-        self._components = components
-
-    @property
-    def _app(self) -> MarketDataApp:  # type: ignore[override]
-        app = self._components.app
-        if app is None:
-            raise RuntimeError("market data service called before start")
-        return app
 
 
 def build(

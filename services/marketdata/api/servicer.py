@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc.aio
 from tastyplat.marketdata.v1 import marketdata_service_pb2 as pb
@@ -12,7 +12,7 @@ from tastyplat.type.v1 import stream_pb2
 from services.marketdata.api import convert
 from services.marketdata.app import MarketDataApp, StreamEnded, requested_symbols
 from services.marketdata.domain.errors import FieldRequired
-from services.marketdata.domain.events import time_ns_of
+from services.marketdata.domain.events import QuoteUpdate, time_ns_of
 from services.marketdata.domain.history import HistoryQuery
 from services.marketdata.domain.symbols import validate_symbols
 from services.platform.errors import FieldViolation
@@ -38,8 +38,15 @@ def _required(field: str, what: str) -> FieldRequired:
 class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
     """gRPC face of `MarketDataApp`."""
 
-    def __init__(self, app: MarketDataApp) -> None:
-        self._app = app
+    def __init__(self, app: MarketDataApp | Callable[[], MarketDataApp]) -> None:
+        """Serve `app`, or the app a zero-argument callable returns per call (built after registration)."""
+        self._app_source = app
+        self._memo = _MessageMemo()
+
+    @property
+    def _app(self) -> MarketDataApp:
+        source = self._app_source
+        return source if isinstance(source, MarketDataApp) else source()
 
     async def GetQuote(self, request: pb.GetQuoteRequest, context: Context) -> pb.GetQuoteResponse:
         if not request.symbol:
@@ -89,6 +96,9 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
                     yield pb.StreamQuotesResponse(heartbeat=self._heartbeat())
                     continue
                 updates, conflated = batch
+                if conflated == 0 and not stream.aliases:
+                    yield self._memo.quotes(updates, source)
+                    continue
                 yield pb.StreamQuotesResponse(
                     quotes=convert.quote_batch(
                         updates, requested_symbols(updates, stream.aliases),
@@ -133,6 +143,30 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
 
     def _heartbeat(self) -> stream_pb2.Heartbeat:
         return stream_pb2.Heartbeat(server_time=convert.timestamp_from_nanos(time_ns_of(self._app.clock.now())))
+
+
+class _MessageMemo:
+    # Streams that follow the same symbols drain the very same update objects after one feed batch; the
+    # message built for the first of them is reused by the others (messages are never mutated once built).
+
+    __slots__ = ("_key", "_message", "_updates")
+
+    def __init__(self) -> None:
+        self._key: tuple[int, ...] = ()
+        self._updates: list[QuoteUpdate] = []  # holds the objects whose ids form the key
+        self._message: pb.StreamQuotesResponse | None = None
+
+    def quotes(self, updates: list[QuoteUpdate], source: int) -> pb.StreamQuotesResponse:
+        key = (source, *map(id, updates))
+        message = self._message
+        if message is None or key != self._key:
+            message = pb.StreamQuotesResponse(
+                quotes=convert.quote_batch(
+                    updates, [u.symbol for u in updates], snapshot=False, conflated=0, source=source
+                )
+            )
+            self._key, self._updates, self._message = key, updates, message
+        return message
 
 
 def _stream_end(ended: StreamEnded) -> stream_pb2.StreamEnd:
