@@ -1,0 +1,1 @@
+"""Adapters of the delta monitor: storage, bus, peers, pricing and the market calendar."""

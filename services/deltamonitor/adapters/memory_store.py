@@ -1,0 +1,162 @@
+"""The in-memory ``Store``: the full contract of the PostgreSQL store, without durability (embedded tests)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from services.deltamonitor.adapters.records import alert_id_for
+from services.deltamonitor.domain.errors import WatchLimitExceeded
+from services.deltamonitor.domain.model import Alert, AlertState, Watch, WatchLive
+from services.deltamonitor.ports import ACKNOWLEDGED_TOPIC, RAISED_TOPIC, AlertQuery, OutboxEntry, WatchCursor
+
+__all__ = ["InMemoryStore"]
+
+
+class InMemoryStore:
+    """Watches, live states, alerts and the outbox in dictionaries."""
+
+    def __init__(self) -> None:
+        """Start empty."""
+        self._watches: dict[str, Watch] = {}
+        self._requests: dict[tuple[str, str], str] = {}
+        self._live: dict[str, tuple[int, WatchLive]] = {}
+        self._alerts: list[Alert] = []
+        self._alert_index: dict[str, int] = {}
+        self._outbox: dict[int, OutboxEntry] = {}
+        self._outbox_ids = itertools.count(1)
+
+    async def start(self) -> None:
+        """Nothing to connect."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def create_watch(self, watch: Watch, request_id: str, limit: int) -> Watch:
+        if request_id:
+            existing = self._requests.get((watch.user_id, request_id))
+            if existing is not None and existing in self._watches:
+                return self._watches[existing]
+        owned = sum(1 for w in self._watches.values() if w.user_id == watch.user_id)
+        if owned >= limit:
+            raise WatchLimitExceeded(limit)
+        self._watches[watch.watch_id] = watch
+        if request_id:
+            self._requests[(watch.user_id, request_id)] = watch.watch_id
+        return watch
+
+    async def get_watch(self, user_id: str, watch_id: str) -> Watch | None:
+        watch = self._watches.get(watch_id)
+        return watch if watch is not None and watch.user_id == user_id else None
+
+    async def list_watches(
+        self, user_id: str, account_number: str, after: WatchCursor | None, limit: int
+    ) -> list[Watch]:
+        mine = sorted(
+            (
+                w
+                for w in self._watches.values()
+                if w.user_id == user_id and (not account_number or w.account_number == account_number)
+            ),
+            key=lambda w: (w.create_time, w.watch_id),
+        )
+        if after is not None:
+            mine = [w for w in mine if (w.create_time, w.watch_id) > (after.create_time, after.watch_id)]
+        return mine[:limit]
+
+    async def update_watch(self, watch: Watch) -> bool:
+        if watch.watch_id not in self._watches:
+            return False
+        self._watches[watch.watch_id] = watch
+        return True
+
+    async def delete_watch(self, user_id: str, watch_id: str) -> bool:
+        watch = self._watches.get(watch_id)
+        if watch is None or watch.user_id != user_id:
+            return False
+        del self._watches[watch_id]
+        self._live.pop(watch_id, None)
+        return True
+
+    async def all_watches(self) -> list[Watch]:
+        return sorted(self._watches.values(), key=lambda w: (w.create_time, w.watch_id))
+
+    async def load_live(self) -> dict[str, tuple[int, WatchLive]]:
+        return dict(self._live)
+
+    async def save_live(self, states: dict[str, tuple[int, WatchLive]]) -> None:
+        for watch_id, state in states.items():
+            if watch_id in self._watches:
+                self._live[watch_id] = state
+
+    async def record_alerts(self, drafts: Sequence[Alert], live: dict[str, tuple[int, WatchLive]]) -> list[Alert]:
+        stored = []
+        for draft in drafts:
+            sequence = len(self._alerts) + 1
+            alert = replace(draft, alert_id=alert_id_for(sequence), sequence=sequence)
+            self._alerts.append(alert)
+            self._alert_index[alert.alert_id] = sequence - 1
+            entry_id = next(self._outbox_ids)
+            self._outbox[entry_id] = OutboxEntry(entry_id, RAISED_TOPIC, alert.alert_id, alert)
+            stored.append(alert)
+        await self.save_live(live)
+        return stored
+
+    async def get_alert(self, user_id: str, alert_id: str) -> Alert | None:
+        index = self._alert_index.get(alert_id)
+        if index is None:
+            return None
+        alert = self._alerts[index]
+        return alert if alert.user_id == user_id else None
+
+    async def list_alerts(self, user_id: str, query: AlertQuery) -> list[Alert]:
+        out = []
+        for alert in reversed(self._alerts):
+            if alert.user_id != user_id:
+                continue
+            if query.before_sequence is not None and alert.sequence >= query.before_sequence:
+                continue
+            if query.watch_id and alert.watch_id != query.watch_id:
+                continue
+            if query.account_number and alert.account_number != query.account_number:
+                continue
+            if query.state is not None and alert.state is not query.state:
+                continue
+            if query.start_time is not None and alert.raise_time < query.start_time:
+                continue
+            if query.end_time is not None and alert.raise_time >= query.end_time:
+                continue
+            out.append(alert)
+            if len(out) >= query.limit:
+                break
+        return out
+
+    async def acknowledge(self, user_id: str, alert_id: str, at: datetime) -> Alert | None:
+        alert = await self.get_alert(user_id, alert_id)
+        if alert is None:
+            return None
+        if alert.state is AlertState.ACKNOWLEDGED:
+            return alert
+        acknowledged = replace(alert, state=AlertState.ACKNOWLEDGED, acknowledge_time=at)
+        self._alerts[self._alert_index[alert_id]] = acknowledged
+        entry_id = next(self._outbox_ids)
+        self._outbox[entry_id] = OutboxEntry(entry_id, ACKNOWLEDGED_TOPIC, f"{alert_id}.ack", acknowledged)
+        return acknowledged
+
+    async def alerts_after(self, user_id: str, sequence: int, limit: int) -> list[Alert]:
+        out = []
+        for alert in self._alerts[sequence:]:
+            if alert.user_id == user_id:
+                out.append(alert)
+                if len(out) >= limit:
+                    break
+        return out
+
+    async def pending_outbox(self, limit: int) -> list[OutboxEntry]:
+        return [self._outbox[k] for k in sorted(self._outbox)[:limit]]
+
+    async def mark_published(self, entry_ids: Sequence[int]) -> None:
+        for entry_id in entry_ids:
+            self._outbox.pop(entry_id, None)

@@ -1,0 +1,380 @@
+"""The PostgreSQL ``Store`` (asyncpg): watches, live states, alerts and the transactional outbox."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.deltamonitor.adapters.records import (
+    alert_detail_from_json,
+    alert_detail_to_json,
+    alert_id_for,
+    live_from_json,
+    live_to_json,
+    watch_spec_from_json,
+    watch_spec_to_json,
+)
+from services.deltamonitor.domain.errors import DatabaseUnavailable, WatchLimitExceeded
+from services.deltamonitor.domain.model import Alert, AlertKind, AlertState, Severity, Watch, WatchLive
+from services.deltamonitor.ports import ACKNOWLEDGED_TOPIC, RAISED_TOPIC, AlertQuery, OutboxEntry, WatchCursor
+
+__all__ = ["MIGRATIONS", "PostgresStore"]
+
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+# Applied in order at start-up, each once, under an advisory lock (replicas may start together).
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE watches (
+        watch_id text PRIMARY KEY,
+        user_id text NOT NULL,
+        account_number text NOT NULL,
+        request_id text,
+        spec jsonb NOT NULL,
+        live jsonb,
+        live_generation integer,
+        create_time timestamptz NOT NULL,
+        update_time timestamptz NOT NULL,
+        UNIQUE (user_id, request_id)
+    );
+    CREATE INDEX watches_by_user ON watches (user_id, create_time, watch_id);
+    CREATE TABLE alerts (
+        sequence bigserial PRIMARY KEY,
+        alert_id text UNIQUE NOT NULL,
+        user_id text NOT NULL,
+        account_number text NOT NULL,
+        watch_id text NOT NULL,
+        kind smallint NOT NULL,
+        severity smallint NOT NULL,
+        state smallint NOT NULL,
+        raise_time timestamptz NOT NULL,
+        acknowledge_time timestamptz,
+        body jsonb NOT NULL
+    );
+    CREATE INDEX alerts_by_user ON alerts (user_id, sequence);
+    CREATE TABLE outbox (
+        entry_id bigserial PRIMARY KEY,
+        topic text NOT NULL,
+        message_id text NOT NULL,
+        alert_sequence bigint NOT NULL REFERENCES alerts (sequence)
+    );
+    """,
+)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+class PostgresStore:
+    """The store on PostgreSQL, in its own schema."""
+
+    def __init__(self, dsn: str, *, schema: str = "deltamonitor", min_size: int = 1, max_size: int = 5) -> None:
+        """Configure the store (``start`` connects).
+
+        Raises:
+            ValueError: ``schema`` is not a plain lower-case identifier.
+        """
+        if not _SCHEMA.match(schema):
+            raise ValueError(f"invalid schema name {schema!r}")
+        self._dsn = dsn
+        self._schema = schema
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool (after ``start``)."""
+        if self._pool is None:
+            raise DatabaseUnavailable("the alert database is not connected")
+        return self._pool
+
+    async def start(self) -> None:
+        """Connect and bring the schema up to date.
+
+        Raises:
+            DatabaseUnavailable: PostgreSQL cannot be reached.
+        """
+        schema = self._schema
+
+        async def init(connection: asyncpg.Connection) -> None:
+            await connection.execute(f"SET search_path TO {schema}")
+
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn, min_size=self._min_size, max_size=self._max_size, init=init
+            )
+        except (OSError, asyncpg.PostgresError) as error:
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {error}") from error
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{schema}.migrations")
+            await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            await connection.execute(f"SET LOCAL search_path TO {schema}")
+            await connection.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            applied = {r["version"] for r in await connection.fetch("SELECT version FROM schema_migrations")}
+            for version, sql in enumerate(MIGRATIONS, start=1):
+                if version not in applied:
+                    await connection.execute(sql)
+                    await connection.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+
+    async def close(self) -> None:
+        """Close the pool."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    # ------------------------------------------------------------------------------------------- watches
+
+    @staticmethod
+    def _watch(row: asyncpg.Record) -> Watch:
+        return watch_spec_from_json(
+            json.loads(row["spec"]),
+            watch_id=row["watch_id"],
+            user_id=row["user_id"],
+            account_number=row["account_number"],
+            create_time=row["create_time"],
+            update_time=row["update_time"],
+        )
+
+    async def create_watch(self, watch: Watch, request_id: str, limit: int) -> Watch:
+        try:
+            async with self.pool.acquire() as connection, connection.transaction():
+                # Serialise creations per user so the limit check and the insert cannot race.
+                await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"watch-limit:{watch.user_id}")
+                if request_id:
+                    row = await connection.fetchrow(
+                        "SELECT * FROM watches WHERE user_id = $1 AND request_id = $2", watch.user_id, request_id
+                    )
+                    if row is not None:
+                        return self._watch(row)
+                count = await connection.fetchval("SELECT count(*) FROM watches WHERE user_id = $1", watch.user_id)
+                if count >= limit:
+                    raise WatchLimitExceeded(limit)
+                await connection.execute(
+                    "INSERT INTO watches (watch_id, user_id, account_number, request_id, spec, create_time, update_time)"
+                    " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7)",
+                    watch.watch_id,
+                    watch.user_id,
+                    watch.account_number,
+                    request_id or None,
+                    _dumps(watch_spec_to_json(watch)),
+                    watch.create_time,
+                    watch.update_time,
+                )
+                return watch
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
+            raise DatabaseUnavailable() from error
+
+    async def get_watch(self, user_id: str, watch_id: str) -> Watch | None:
+        row = await self._fetchrow("SELECT * FROM watches WHERE watch_id = $1 AND user_id = $2", watch_id, user_id)
+        return None if row is None else self._watch(row)
+
+    async def list_watches(
+        self, user_id: str, account_number: str, after: WatchCursor | None, limit: int
+    ) -> list[Watch]:
+        rows = await self._fetch(
+            "SELECT * FROM watches WHERE user_id = $1 AND ($2 = '' OR account_number = $2)"
+            " AND ($3::timestamptz IS NULL OR (create_time, watch_id) > ($3, $4))"
+            " ORDER BY create_time, watch_id LIMIT $5",
+            user_id,
+            account_number,
+            None if after is None else after.create_time,
+            "" if after is None else after.watch_id,
+            limit,
+        )
+        return [self._watch(r) for r in rows]
+
+    async def update_watch(self, watch: Watch) -> bool:
+        status = await self._execute(
+            "UPDATE watches SET spec = $2::jsonb, update_time = $3 WHERE watch_id = $1",
+            watch.watch_id,
+            _dumps(watch_spec_to_json(watch)),
+            watch.update_time,
+        )
+        return status.endswith(" 1")
+
+    async def delete_watch(self, user_id: str, watch_id: str) -> bool:
+        status = await self._execute("DELETE FROM watches WHERE watch_id = $1 AND user_id = $2", watch_id, user_id)
+        return status.endswith(" 1")
+
+    async def all_watches(self) -> list[Watch]:
+        return [self._watch(r) for r in await self._fetch("SELECT * FROM watches ORDER BY create_time, watch_id")]
+
+    async def load_live(self) -> dict[str, tuple[int, WatchLive]]:
+        rows = await self._fetch("SELECT watch_id, live, live_generation FROM watches WHERE live IS NOT NULL")
+        return {r["watch_id"]: (r["live_generation"], live_from_json(json.loads(r["live"]))) for r in rows}
+
+    async def save_live(self, states: dict[str, tuple[int, WatchLive]]) -> None:
+        if not states:
+            return
+        try:
+            async with self.pool.acquire() as connection:
+                await self._save_live(connection, states)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
+            raise DatabaseUnavailable() from error
+
+    @staticmethod
+    async def _save_live(connection: asyncpg.Connection, states: dict[str, tuple[int, WatchLive]]) -> None:
+        if not states:
+            return
+        await connection.executemany(
+            "UPDATE watches SET live = $2::jsonb, live_generation = $3 WHERE watch_id = $1",
+            [(watch_id, _dumps(live_to_json(live)), generation) for watch_id, (generation, live) in states.items()],
+        )
+
+    # ------------------------------------------------------------------------------------------- alerts
+
+    @staticmethod
+    def _alert(row: asyncpg.Record) -> Alert:
+        title, message, detail = alert_detail_from_json(json.loads(row["body"]))
+        return Alert(
+            alert_id=row["alert_id"],
+            user_id=row["user_id"],
+            account_number=row["account_number"],
+            watch_id=row["watch_id"],
+            kind=AlertKind(row["kind"]),
+            severity=Severity(row["severity"]),
+            state=AlertState(row["state"]),
+            title=title,
+            message=message,
+            raise_time=row["raise_time"],
+            detail=detail,
+            acknowledge_time=row["acknowledge_time"],
+            sequence=row["sequence"],
+        )
+
+    async def record_alerts(self, drafts: Sequence[Alert], live: dict[str, tuple[int, WatchLive]]) -> list[Alert]:
+        stored: list[Alert] = []
+        try:
+            async with self.pool.acquire() as connection, connection.transaction():
+                for draft in drafts:
+                    sequence = await connection.fetchval("SELECT nextval(pg_get_serial_sequence('alerts', 'sequence'))")
+                    alert_id = alert_id_for(sequence)
+                    await connection.execute(
+                        "INSERT INTO alerts (sequence, alert_id, user_id, account_number, watch_id, kind, severity,"
+                        " state, raise_time, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)",
+                        sequence,
+                        alert_id,
+                        draft.user_id,
+                        draft.account_number,
+                        draft.watch_id,
+                        int(draft.kind),
+                        int(draft.severity),
+                        int(draft.state),
+                        draft.raise_time,
+                        _dumps(alert_detail_to_json(draft)),
+                    )
+                    await connection.execute(
+                        "INSERT INTO outbox (topic, message_id, alert_sequence) VALUES ($1, $2, $3)",
+                        RAISED_TOPIC,
+                        alert_id,
+                        sequence,
+                    )
+                    stored.append(replace(draft, alert_id=alert_id, sequence=sequence))
+                await self._save_live(connection, live)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
+            raise DatabaseUnavailable() from error
+        return stored
+
+    async def get_alert(self, user_id: str, alert_id: str) -> Alert | None:
+        row = await self._fetchrow("SELECT * FROM alerts WHERE alert_id = $1 AND user_id = $2", alert_id, user_id)
+        return None if row is None else self._alert(row)
+
+    async def list_alerts(self, user_id: str, query: AlertQuery) -> list[Alert]:
+        rows = await self._fetch(
+            "SELECT * FROM alerts WHERE user_id = $1"
+            " AND ($2::bigint IS NULL OR sequence < $2)"
+            " AND ($3 = '' OR watch_id = $3)"
+            " AND ($4::smallint IS NULL OR state = $4)"
+            " AND ($5::timestamptz IS NULL OR raise_time >= $5)"
+            " AND ($6::timestamptz IS NULL OR raise_time < $6)"
+            " AND ($7 = '' OR account_number = $7)"
+            " ORDER BY sequence DESC LIMIT $8",
+            user_id,
+            query.before_sequence,
+            query.watch_id,
+            None if query.state is None else int(query.state),
+            query.start_time,
+            query.end_time,
+            query.account_number,
+            query.limit,
+        )
+        return [self._alert(r) for r in rows]
+
+    async def acknowledge(self, user_id: str, alert_id: str, at: datetime) -> Alert | None:
+        try:
+            async with self.pool.acquire() as connection, connection.transaction():
+                row = await connection.fetchrow(
+                    "UPDATE alerts SET state = $3, acknowledge_time = $4"
+                    " WHERE alert_id = $1 AND user_id = $2 AND state = $5 RETURNING *",
+                    alert_id,
+                    user_id,
+                    int(AlertState.ACKNOWLEDGED),
+                    at,
+                    int(AlertState.OPEN),
+                )
+                if row is None:
+                    existing = await connection.fetchrow(
+                        "SELECT * FROM alerts WHERE alert_id = $1 AND user_id = $2", alert_id, user_id
+                    )
+                    return None if existing is None else self._alert(existing)
+                await connection.execute(
+                    "INSERT INTO outbox (topic, message_id, alert_sequence) VALUES ($1, $2, $3)",
+                    ACKNOWLEDGED_TOPIC,
+                    f"{alert_id}.ack",
+                    row["sequence"],
+                )
+                return self._alert(row)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
+            raise DatabaseUnavailable() from error
+
+    async def alerts_after(self, user_id: str, sequence: int, limit: int) -> list[Alert]:
+        rows = await self._fetch(
+            "SELECT * FROM alerts WHERE user_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
+            user_id,
+            sequence,
+            limit,
+        )
+        return [self._alert(r) for r in rows]
+
+    async def pending_outbox(self, limit: int) -> list[OutboxEntry]:
+        rows = await self._fetch(
+            "SELECT o.entry_id, o.topic, o.message_id, a.* FROM outbox o JOIN alerts a ON a.sequence = o.alert_sequence"
+            " ORDER BY o.entry_id LIMIT $1",
+            limit,
+        )
+        return [OutboxEntry(r["entry_id"], r["topic"], r["message_id"], self._alert(r)) for r in rows]
+
+    async def mark_published(self, entry_ids: Sequence[int]) -> None:
+        if entry_ids:
+            await self._execute("DELETE FROM outbox WHERE entry_id = ANY($1::bigint[])", list(entry_ids))
+
+    # ------------------------------------------------------------------------------------------- plumbing
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        try:
+            return list(await self.pool.fetch(sql, *args))
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
+            raise DatabaseUnavailable() from error
+
+    async def _fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        try:
+            return await self.pool.fetchrow(sql, *args)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
+            raise DatabaseUnavailable() from error
+
+    async def _execute(self, sql: str, *args: Any) -> str:
+        try:
+            return str(await self.pool.execute(sql, *args))
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
+            raise DatabaseUnavailable() from error
+

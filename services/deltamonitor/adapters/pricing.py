@@ -1,0 +1,164 @@
+"""Array pricers behind the ``Pricer`` port: core_ext (production) and a NumPy Black-Scholes-Merton one.
+
+The NumPy pricer is exact for European options and is the explicit choice (``DELTAMONITOR_PRICER=numpy``)
+where the compiled core is not built; it is never picked silently.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from services.deltamonitor.domain.pricing import GreeksArrays
+
+__all__ = ["CoreExtPricer", "NumpyBlackScholesPricer", "make_pricer"]
+
+F64 = npt.NDArray[np.float64]
+_DAY = 1.0 / 365.0
+
+
+class CoreExtPricer:
+    """Prices through ``core_ext.greeks_array`` (Black-Scholes-Merton / Bjerksund-Stensland 2002)."""
+
+    def __init__(self) -> None:
+        """Bind the compiled core.
+
+        Raises:
+            RuntimeError: core_ext is not built or lacks ``greeks_array``.
+        """
+        import core_ext
+
+        function = getattr(core_ext, "greeks_array", None)
+        if function is None:
+            raise RuntimeError("core_ext.greeks_array is missing: build the extension (setup.py build_ext --inplace)")
+        self._greeks_array = function
+        self._styles = self._style_values(core_ext)
+        self._ok = self._ok_value(core_ext)
+
+    @staticmethod
+    def _style_values(module: Any) -> tuple[Any, Any]:
+        style = getattr(module, "ExerciseStyle", None) or getattr(module, "Style", None)
+        if style is not None:
+            return getattr(style, "EUROPEAN"), getattr(style, "AMERICAN")
+        return "european", "american"
+
+    @staticmethod
+    def _ok_value(module: Any) -> int:
+        status = getattr(module, "Status", None)
+        return int(getattr(status, "OK", 0)) if status is not None else 0
+
+    def greeks(
+        self,
+        *,
+        is_call: npt.NDArray[np.bool_],
+        spot: F64,
+        strike: F64,
+        expiry_years: F64,
+        volatility: F64,
+        rate: F64,
+        dividend_yield: F64,
+        american: bool,
+    ) -> GreeksArrays:
+        """Price every element in one core_ext call."""
+        result = self._greeks_array(
+            is_call=np.ascontiguousarray(is_call, dtype=np.bool_),
+            spot=np.ascontiguousarray(spot, dtype=np.float64),
+            strike=np.ascontiguousarray(strike, dtype=np.float64),
+            expiry_years=np.ascontiguousarray(expiry_years, dtype=np.float64),
+            volatility=np.ascontiguousarray(volatility, dtype=np.float64),
+            rate=np.ascontiguousarray(rate, dtype=np.float64),
+            dividend_yield=np.ascontiguousarray(dividend_yield, dtype=np.float64),
+            style=self._styles[1] if american else self._styles[0],
+        )
+        ok = np.asarray(result.status) == self._ok
+        return GreeksArrays(
+            delta=np.asarray(result.delta, dtype=np.float64),
+            gamma=np.asarray(result.gamma, dtype=np.float64),
+            theta=np.asarray(result.theta, dtype=np.float64),
+            vega=np.asarray(result.vega, dtype=np.float64),
+            vanna=np.asarray(result.vanna, dtype=np.float64),
+            charm=np.asarray(result.charm, dtype=np.float64),
+            ok=ok,
+        )
+
+
+_ERFC = np.frompyfunc(math.erfc, 1, 1)
+
+
+def _ncdf(x: F64) -> F64:
+    # erfc keeps full relative precision in the lower tail, where 1 + erf(x) would cancel.
+    return np.asarray(_ERFC(-x / math.sqrt(2.0)), dtype=np.float64) * 0.5
+
+
+class NumpyBlackScholesPricer:
+    """Generalized Black-Scholes-Merton Greeks in NumPy (European exercise; American priced as European).
+
+    Units as tastyplat.type.v1.Greeks: vega and vanna per volatility point, theta and charm per calendar day.
+    """
+
+    def greeks(
+        self,
+        *,
+        is_call: npt.NDArray[np.bool_],
+        spot: F64,
+        strike: F64,
+        expiry_years: F64,
+        volatility: F64,
+        rate: F64,
+        dividend_yield: F64,
+        american: bool,
+    ) -> GreeksArrays:
+        """Price every element; invalid inputs (T <= 0, vol <= 0, NaN) give NaN with ``ok`` False."""
+        s, k, t, v, r, q = spot, strike, expiry_years, volatility, rate, dividend_yield
+        ok = (s > 0) & (k > 0) & (t > 0) & (v > 0) & np.isfinite(s + k + t + v + r + q)
+        with np.errstate(all="ignore"):
+            sq = np.sqrt(t)
+            vs = v * sq
+            d1 = (np.log(s / k) + (r - q + 0.5 * v * v) * t) / vs
+            d2 = d1 - vs
+            pdf = np.exp(-0.5 * d1 * d1) / math.sqrt(2.0 * math.pi)
+            dq = np.exp(-q * t)
+            dr = np.exp(-r * t)
+            nd1 = _ncdf(d1)
+            call = is_call
+            delta = np.where(call, dq * nd1, dq * (nd1 - 1.0))
+            gamma = dq * pdf / (s * vs)
+            vega = s * dq * pdf * sq * 0.01
+            nd2 = _ncdf(d2)
+            common = -s * dq * pdf * v / (2.0 * sq)
+            theta_call = common - r * k * dr * nd2 + q * s * dq * nd1
+            theta_put = common + r * k * dr * _ncdf(-d2) - q * s * dq * _ncdf(-d1)
+            theta = np.where(call, theta_call, theta_put) * _DAY
+            vanna = -dq * pdf * d2 / v * 0.01
+            charm_core = dq * pdf * (2.0 * (r - q) * t - d2 * vs) / (2.0 * t * vs)
+            charm_call = q * dq * nd1 - charm_core
+            charm_put = charm_call - q * dq
+            # These are dDelta/dt with t the calendar time passing (= -dDelta/dT), per year; per day below.
+            charm = np.where(call, charm_call, charm_put) * _DAY
+        nan = np.nan
+        return GreeksArrays(
+            delta=np.where(ok, delta, nan),
+            gamma=np.where(ok, gamma, nan),
+            theta=np.where(ok, theta, nan),
+            vega=np.where(ok, vega, nan),
+            vanna=np.where(ok, vanna, nan),
+            charm=np.where(ok, charm, nan),
+            ok=ok,
+        )
+
+
+def make_pricer(name: str) -> CoreExtPricer | NumpyBlackScholesPricer:
+    """Return the pricer named by the settings: ``core_ext`` or ``numpy``.
+
+    Raises:
+        ValueError: An unknown name.
+        RuntimeError: ``core_ext`` was asked for and is not built.
+    """
+    if name == "core_ext":
+        return CoreExtPricer()
+    if name == "numpy":
+        return NumpyBlackScholesPricer()
+    raise ValueError(f"unknown pricer {name!r}; expected 'core_ext' or 'numpy'")

@@ -1,0 +1,1 @@
+"""gRPC edge of the delta monitor: the servicer and the message conversions."""

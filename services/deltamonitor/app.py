@@ -1,0 +1,674 @@
+"""Application layer of the delta monitor: watch CRUD, the monitor engine, the alert outbox and alert streams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import uuid
+import zlib
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from services.deltamonitor.domain import paging
+from services.deltamonitor.domain.book import Book, BookSettings, LiveState
+from services.deltamonitor.domain.errors import (
+    AlertNotFound,
+    FieldInvalid,
+    FieldRequired,
+    PageTokenInvalid,
+    TargetNotHeld,
+    TimeRangeInvalid,
+    TooManyStreams,
+    WatchNotFound,
+)
+from services.deltamonitor.domain.model import (
+    Alert,
+    AlertState,
+    HeldPosition,
+    PositionTarget,
+    UnderlyingTarget,
+    Watch,
+    WatchLive,
+)
+from services.deltamonitor.domain.validation import WatchDraft, apply_update, new_watch
+from services.deltamonitor.ports import (
+    AlertQuery,
+    Caller,
+    MarketCalendar,
+    MarketInputsSource,
+    PositionSource,
+    Pricer,
+    Store,
+    WatchCursor,
+)
+from services.platform.bus import BusError, MessageBus
+from services.platform.clock import Clock
+
+__all__ = ["AlertHub", "AppSettings", "DeltaMonitorApp", "Heartbeat", "Monitor", "StreamEnd", "WatchView"]
+
+log = logging.getLogger("tastyplat.deltamonitor")
+
+
+@dataclass(frozen=True, slots=True)
+class AppSettings:
+    """Behaviour settings of the application (built from the service settings by the wiring).
+
+    Attributes:
+        book: Model inputs and defaults of the re-pricing book.
+        watch_limit: Watches per user.
+        streams_per_user: Open StreamAlerts calls per user.
+        heartbeat_seconds: Heartbeat period of idle alert streams.
+        stale_check_seconds: How often the stale-data machine runs.
+        live_flush_seconds: How often changed watch states are persisted.
+        outbox_retry_seconds: Pause after a failed publish before the relay tries again.
+        positions_max_age_seconds: Positions are re-read from the broker on API calls at most this often.
+        shard_index: This replica's shard (watches whose account hashes to it).
+        shard_count: Number of monitor replicas sharing the watches.
+    """
+
+    book: BookSettings = BookSettings()
+    watch_limit: int = 200
+    streams_per_user: int = 5
+    heartbeat_seconds: float = 15.0
+    stale_check_seconds: float = 5.0
+    live_flush_seconds: float = 2.0
+    outbox_retry_seconds: float = 1.0
+    positions_max_age_seconds: float = 30.0
+    shard_index: int = 0
+    shard_count: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """An idle stream's keep-alive."""
+
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The last message of a stream the server ends."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class WatchView:
+    """A watch with its live state."""
+
+    watch: Watch
+    live: WatchLive
+
+
+def _shard_of(account_number: str, count: int) -> int:
+    return zlib.crc32(account_number.encode()) % count
+
+
+class AlertHub:
+    """Fans alerts out to the open streams of their user (fed from the bus, so every replica sees every alert)."""
+
+    def __init__(self) -> None:
+        """Start with no subscribers."""
+        self._subscribers: dict[str, set[asyncio.Queue[Alert | None]]] = {}
+
+    def open(self, user_id: str, limit: int) -> asyncio.Queue[Alert | None]:
+        """Register a stream of ``user_id``.
+
+        Raises:
+            TooManyStreams: the user has ``limit`` streams open.
+        """
+        queues = self._subscribers.setdefault(user_id, set())
+        if len(queues) >= limit:
+            raise TooManyStreams(limit)
+        queue: asyncio.Queue[Alert | None] = asyncio.Queue()
+        queues.add(queue)
+        return queue
+
+    def close(self, user_id: str, queue: asyncio.Queue[Alert | None]) -> None:
+        """Unregister a stream."""
+        queues = self._subscribers.get(user_id)
+        if queues is not None:
+            queues.discard(queue)
+            if not queues:
+                del self._subscribers[user_id]
+
+    def dispatch(self, alert: Alert) -> None:
+        """Hand an alert to every stream of its user."""
+        for queue in self._subscribers.get(alert.user_id, ()):
+            queue.put_nowait(alert)
+
+    def end_all(self) -> None:
+        """Tell every stream to end (server shutdown)."""
+        for queues in self._subscribers.values():
+            for queue in queues:
+                queue.put_nowait(None)
+
+    @property
+    def open_streams(self) -> int:
+        """Number of open streams."""
+        return sum(len(q) for q in self._subscribers.values())
+
+
+@dataclass(slots=True)
+class _AccountSnapshot:
+    positions: list[HeldPosition]
+    fetched_at: float
+
+
+@dataclass(slots=True)
+class _Stats:
+    ticks: int = 0
+    greeks: int = 0
+    priced: int = 0
+    evaluated: int = 0
+    alerts: int = 0
+    book_seconds: float = 0.0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+
+
+class Monitor:
+    """The engine: holds the book, applies ticks, runs the stale machine, persists alerts and live states."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        pricer: Pricer,
+        calendar: MarketCalendar,
+        clock: Clock,
+        settings: AppSettings,
+        on_alerts: Callable[[list[Alert]], None],
+    ) -> None:
+        """Create an empty monitor; ``load`` fills it from the store."""
+        self._store = store
+        self._pricer = pricer
+        self._calendar = calendar
+        self._clock = clock
+        self._settings = settings
+        self._on_alerts = on_alerts
+        self._watches: dict[str, Watch] = {}
+        self._accounts: dict[str, _AccountSnapshot] = {}
+        self.book = Book([], [], pricer=pricer, settings=settings.book)
+        self._saved: dict[str, tuple[int, int, float, bool]] = {}
+        self._unrecorded: list[Alert] = []
+        self._lock = asyncio.Lock()
+        self.stats = _Stats()
+
+    def owns(self, watch: Watch) -> bool:
+        """Whether this replica's shard evaluates ``watch``."""
+        return _shard_of(watch.account_number, self._settings.shard_count) == self._settings.shard_index
+
+    async def load(self) -> None:
+        """Load watches and their persisted live state from the store."""
+        watches = [w for w in await self._store.all_watches() if self.owns(w)]
+        live = await self._store.load_live()
+        self._watches = {w.watch_id: w for w in watches}
+        self.book = Book(
+            watches,
+            self._positions(),
+            pricer=self._pricer,
+            settings=self._settings.book,
+            market=self.book.market,
+            live=LiveState(dict(live)),
+        )
+        self._saved = {k: self._key(v[0], v[1]) for k, v in live.items()}
+
+    @staticmethod
+    def _key(generation: int, live: WatchLive) -> tuple[int, int, float, bool]:
+        last = live.last_alert_time.timestamp() if live.last_alert_time else -math.inf
+        return generation, int(live.state), last, live.stale
+
+    def _positions(self) -> list[HeldPosition]:
+        return [p for snap in self._accounts.values() for p in snap.positions]
+
+    def _rebuild(self) -> None:
+        self.book = Book(
+            list(self._watches.values()),
+            self._positions(),
+            pricer=self._pricer,
+            settings=self._settings.book,
+            market=self.book.market,
+            live=self.book.export_live(),
+        )
+
+    def positions_age(self, account_number: str) -> float:
+        """Seconds since the account's positions were read, or infinity."""
+        snap = self._accounts.get(account_number)
+        return math.inf if snap is None else self._clock.monotonic() - snap.fetched_at
+
+    def positions_of(self, account_number: str) -> list[HeldPosition] | None:
+        """The last positions read for the account, or None."""
+        snap = self._accounts.get(account_number)
+        return None if snap is None else list(snap.positions)
+
+    def set_positions(self, account_number: str, positions: Sequence[HeldPosition]) -> None:
+        """Replace an account's positions and rebuild the book."""
+        self._accounts[account_number] = _AccountSnapshot(list(positions), self._clock.monotonic())
+        self._rebuild()
+
+    def set_inputs(self, betas: dict[str, float], dividend_yields: dict[str, float]) -> None:
+        """Record betas and dividend yields."""
+        self.book.set_betas(betas)
+        self.book.set_dividend_yields(dividend_yields)
+
+    def put_watch(self, watch: Watch) -> None:
+        """Add or replace a watch and rebuild the book."""
+        if self.owns(watch):
+            self._watches[watch.watch_id] = watch
+            self._rebuild()
+
+    def remove_watch(self, watch_id: str) -> None:
+        """Drop a watch and rebuild the book."""
+        if self._watches.pop(watch_id, None) is not None:
+            self._saved.pop(watch_id, None)
+            self._rebuild()
+
+    def live_state(self, watch_id: str) -> WatchLive | None:
+        """The watch's live state, if this replica evaluates it."""
+        return self.book.live_state(watch_id)
+
+    async def on_quote(self, symbol: str, price: float, when: datetime) -> list[Alert]:
+        """Apply a quote of ``symbol``; persist and announce the alerts it raised."""
+        started = time.perf_counter()
+        evaluation = self.book.on_quote(symbol, price, when)
+        self.stats.book_seconds += time.perf_counter() - started
+        self.stats.ticks += 1
+        self.stats.priced += evaluation.priced
+        self.stats.evaluated += evaluation.evaluated
+        if not evaluation.alerts and not self._unrecorded:
+            return []
+        return await self._record(evaluation.alerts)
+
+    def on_greeks(self, symbol: str, volatility: float, when: datetime) -> None:
+        """Apply an option's implied vol."""
+        self.stats.greeks += 1
+        self.book.on_greeks(symbol, volatility, when)
+
+    async def sweep_stale(self) -> list[Alert]:
+        """Run the stale-data machine now."""
+        now = self._clock.now()
+        drafts = self.book.sweep_stale(now, market_open=self._calendar.is_open(now))
+        if not drafts:
+            return []
+        return await self._record(drafts)
+
+    async def _record(self, fresh: list[Alert]) -> list[Alert]:
+        # Alerts whose write failed earlier go first: the book already moved their watches to BREACHED, so
+        # they would otherwise be lost; they are kept and retried until stored.
+        drafts = self._unrecorded + fresh
+        self._unrecorded = []
+        ids = {d.watch_id for d in drafts}
+        live = {
+            watch_id: (self._watches[watch_id].generation, state)
+            for watch_id, state in self.book.snapshot_live(ids).items()
+            if watch_id in self._watches
+        }
+        try:
+            async with self._lock:
+                stored = await self._store.record_alerts(drafts, live)
+        except Exception:
+            self._unrecorded = drafts + self._unrecorded
+            raise
+        for watch_id, (generation, state) in live.items():
+            self._saved[watch_id] = self._key(generation, state)
+        self.stats.alerts += len(stored)
+        self._on_alerts(stored)
+        return stored
+
+    async def flush_live(self) -> int:
+        """Persist the live states whose state-machine values changed since the last flush; return how many.
+
+        Alerts whose write failed earlier are written first.
+        """
+        if self._unrecorded:
+            await self._record([])
+        changed: dict[str, tuple[int, WatchLive]] = {}
+        for watch_id, watch in self._watches.items():
+            live = self.book.live_state(watch_id)
+            if live is None:
+                continue
+            key = self._key(watch.generation, live)
+            if self._saved.get(watch_id) != key:
+                changed[watch_id] = (watch.generation, live)
+        if changed:
+            async with self._lock:
+                await self._store.save_live(changed)
+            for watch_id, (generation, live) in changed.items():
+                self._saved[watch_id] = self._key(generation, live)
+        return len(changed)
+
+
+class DeltaMonitorApp:
+    """Use cases of the DeltaMonitorService, plus the background loops of the monitor."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        positions: PositionSource,
+        inputs: MarketInputsSource | None,
+        pricer: Pricer,
+        calendar: MarketCalendar,
+        bus: MessageBus,
+        encode: Callable[[Alert], bytes],
+        decode: Callable[[bytes], Alert],
+        clock: Clock,
+        settings: AppSettings,
+    ) -> None:
+        """Wire the application (``start`` loads state and starts the loops)."""
+        self.store = store
+        self._positions = positions
+        self._inputs = inputs
+        self._bus = bus
+        self._encode = encode
+        self._decode = decode
+        self._clock = clock
+        self.settings = settings
+        self.hub = AlertHub()
+        self._outbox_kick = asyncio.Event()
+        self.monitor = Monitor(
+            store=store,
+            pricer=pricer,
+            calendar=calendar,
+            clock=clock,
+            settings=settings,
+            on_alerts=lambda _alerts: self._outbox_kick.set(),
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._feed_subscription: object | None = None
+        self._draining = asyncio.Event()
+
+    # ------------------------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Load watches, subscribe to alert events for streams, start the outbox, stale and flush loops."""
+        await self.monitor.load()
+        subscription = await self._bus.subscribe(["deltamonitor.alert.*"], prefetch=256)
+        self._feed_subscription = subscription
+        self._tasks = [
+            asyncio.create_task(self._feed_loop(subscription), name="deltamonitor-alert-feed"),
+            asyncio.create_task(self._outbox_loop(), name="deltamonitor-outbox"),
+            asyncio.create_task(self._periodic(self.settings.stale_check_seconds, self.monitor.sweep_stale), name="deltamonitor-stale"),
+            asyncio.create_task(self._periodic(self.settings.live_flush_seconds, self.monitor.flush_live), name="deltamonitor-flush"),
+        ]
+        self._outbox_kick.set()
+
+    async def drain(self) -> None:
+        """End every alert stream with a StreamEnd (server shutdown)."""
+        self._draining.set()
+        self.hub.end_all()
+
+    async def stop(self) -> None:
+        """Stop the loops, flush live states, close the subscription."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        with contextlib.suppress(Exception):
+            await self.monitor.flush_live()
+        if self._feed_subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._feed_subscription.close()  # type: ignore[attr-defined]
+
+    async def _periodic(self, seconds: float, action: Callable[[], object]) -> None:
+        while True:
+            await self._clock.sleep(seconds)
+            try:
+                await action()  # type: ignore[misc]
+            except Exception:
+                log.exception("periodic task failed", extra={"task": getattr(action, "__name__", "?")})
+
+    async def _outbox_loop(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._outbox_kick.wait(), timeout=self.settings.outbox_retry_seconds)
+            self._outbox_kick.clear()
+            try:
+                await self.publish_pending()
+            except Exception as error:
+                log.warning("alert outbox: publish failed, will retry", extra={"error": repr(error)})
+
+    async def publish_pending(self) -> int:
+        """Publish every queued alert event in order; return how many were published."""
+        published = 0
+        while True:
+            entries = await self.store.pending_outbox(100)
+            if not entries:
+                return published
+            done: list[int] = []
+            try:
+                for entry in entries:
+                    await self._bus.publish(entry.topic, self._encode(entry.alert), entry.message_id)
+                    done.append(entry.entry_id)
+            except BusError:
+                await self.store.mark_published(done)
+                raise
+            await self.store.mark_published(done)
+            published += len(done)
+
+    async def _feed_loop(self, subscription: object) -> None:
+        async for delivery in subscription:  # type: ignore[attr-defined]
+            try:
+                alert = self._decode(delivery.payload)
+            except ValueError:
+                log.warning("dropping an undecodable alert event", extra={"message_id": delivery.message_id})
+                await delivery.ack()
+                continue
+            if delivery.topic.endswith(".raised"):
+                self.hub.dispatch(alert)
+            await delivery.ack()
+
+    # ------------------------------------------------------------------------------------------- watches
+
+    async def _refresh_account(self, account_number: str, caller: Caller, *, force: bool) -> list[HeldPosition]:
+        if not force and self.monitor.positions_age(account_number) < self.settings.positions_max_age_seconds:
+            cached = self.monitor.positions_of(account_number)
+            if cached is not None:
+                return cached
+        positions = await self._positions.positions(account_number, caller)
+        if self._inputs is not None:
+            symbols = sorted({p.underlying_symbol for p in positions} | {"SPY"})
+            try:
+                inputs = await self._inputs.inputs(symbols, caller)
+                self.monitor.set_inputs(inputs.betas, inputs.dividend_yields)
+            except Exception as error:  # noqa: BLE001  # betas are best effort; beta watches wait for them
+                log.warning("cannot read market inputs", extra={"account": account_number, "error": repr(error)})
+        self.monitor.set_positions(account_number, positions)
+        return positions
+
+    @staticmethod
+    def _holds(watch: Watch, positions: Sequence[HeldPosition]) -> bool:
+        target = watch.target
+        if isinstance(target, PositionTarget):
+            wanted = target.symbol.replace(" ", "")
+            return any(p.symbol.replace(" ", "") == wanted and p.quantity != 0 for p in positions)
+        if isinstance(target, UnderlyingTarget):
+            return any(p.underlying_symbol == target.underlying_symbol and p.quantity != 0 for p in positions)
+        return any(p.quantity != 0 for p in positions)
+
+    def _view(self, watch: Watch, stored: WatchLive | None = None) -> WatchView:
+        live = self.monitor.live_state(watch.watch_id)
+        return WatchView(watch, live if live is not None else (stored or WatchLive()))
+
+    async def create_watch(self, caller: Caller, request_id: str, draft: WatchDraft) -> WatchView:
+        """CreateWatch: validate, check the target is held, store, start evaluating."""
+        now = self._clock.now()
+        watch = new_watch(draft, watch_id=str(uuid.uuid4()), user_id=caller.user_id, now=now)
+        if len(request_id) > 128:
+            raise FieldInvalid("request_id", "at most 128 characters")
+        positions = await self._refresh_account(watch.account_number, caller, force=False)
+        if not self._holds(watch, positions):
+            raise TargetNotHeld(watch.account_number, watch.target.describe())
+        stored = await self.store.create_watch(watch, request_id, self.settings.watch_limit)
+        if stored.watch_id == watch.watch_id:
+            self.monitor.put_watch(stored)
+        return self._view(stored)
+
+    async def get_watch(self, caller: Caller, watch_id: str) -> WatchView:
+        """GetWatch."""
+        if not watch_id:
+            raise FieldRequired("watch_id")
+        watch = await self.store.get_watch(caller.user_id, watch_id)
+        if watch is None:
+            raise WatchNotFound(watch_id)
+        return self._view(watch)
+
+    async def list_watches(
+        self, caller: Caller, page_size: int, page_token: str, account_number: str
+    ) -> tuple[list[WatchView], str]:
+        """ListWatches: the caller's watches by creation time."""
+        size = paging.page_size(page_size, default=100, maximum=1000)
+        query = {"account": account_number, "user": caller.user_id}
+        after = None
+        if page_token:
+            cursor = paging.decode_token(page_token, query)
+            try:
+                after = WatchCursor(datetime.fromisoformat(cursor["t"]), str(cursor["w"]))
+            except (KeyError, ValueError, TypeError):
+                raise PageTokenInvalid("page_token", "was not issued for this query") from None
+        watches = await self.store.list_watches(caller.user_id, account_number, after, size + 1)
+        token = ""
+        if len(watches) > size:
+            watches = watches[:size]
+            last = watches[-1]
+            token = paging.encode_token({"t": last.create_time.isoformat(), "w": last.watch_id}, query)
+        return [self._view(w) for w in watches], token
+
+    async def update_watch(self, caller: Caller, watch_id: str, draft: WatchDraft, paths: Sequence[str]) -> WatchView:
+        """UpdateWatch: apply the masked fields; a band or metric change re-arms the watch."""
+        if not watch_id:
+            raise FieldRequired("watch_id")
+        watch = await self.store.get_watch(caller.user_id, watch_id)
+        if watch is None:
+            raise WatchNotFound(watch_id)
+        changed = apply_update(watch, draft, paths, now=self._clock.now())
+        if not await self.store.update_watch(changed):
+            raise WatchNotFound(watch_id)
+        await self._refresh_account(changed.account_number, caller, force=False)
+        self.monitor.put_watch(changed)
+        return self._view(changed)
+
+    async def delete_watch(self, caller: Caller, watch_id: str) -> None:
+        """DeleteWatch (its alerts stay listed)."""
+        if not watch_id:
+            raise FieldRequired("watch_id")
+        if not await self.store.delete_watch(caller.user_id, watch_id):
+            raise WatchNotFound(watch_id)
+        self.monitor.remove_watch(watch_id)
+
+    # ------------------------------------------------------------------------------------------- alerts
+
+    async def list_alerts(
+        self,
+        caller: Caller,
+        *,
+        page_size: int,
+        page_token: str,
+        watch_id: str,
+        state: AlertState | None,
+        start_time: datetime | None,
+        end_time: datetime | None,
+        account_number: str,
+    ) -> tuple[list[Alert], str]:
+        """ListAlerts: newest first."""
+        size = paging.page_size(page_size, default=100, maximum=1000)
+        if start_time is not None and end_time is not None and start_time > end_time:
+            raise TimeRangeInvalid("start_time", "must not be after end_time")
+        filters = {
+            "user": caller.user_id,
+            "watch": watch_id,
+            "state": None if state is None else int(state),
+            "start": None if start_time is None else start_time.isoformat(),
+            "end": None if end_time is None else end_time.isoformat(),
+            "account": account_number,
+        }
+        before = None
+        if page_token:
+            cursor = paging.decode_token(page_token, filters)
+            before = cursor.get("s")
+            if not isinstance(before, int):
+                raise PageTokenInvalid("page_token", "was not issued for this query")
+        query = AlertQuery(
+            limit=size + 1,
+            before_sequence=before,
+            watch_id=watch_id,
+            state=state,
+            start_time=start_time,
+            end_time=end_time,
+            account_number=account_number,
+        )
+        alerts = await self.store.list_alerts(caller.user_id, query)
+        token = ""
+        if len(alerts) > size:
+            alerts = alerts[:size]
+            token = paging.encode_token({"s": alerts[-1].sequence}, filters)
+        return alerts, token
+
+    async def acknowledge_alert(self, caller: Caller, alert_id: str) -> Alert:
+        """AcknowledgeAlert: idempotent; the first acknowledgement is announced on the bus (stops escalation)."""
+        if not alert_id:
+            raise FieldRequired("alert_id")
+        alert = await self.store.acknowledge(caller.user_id, alert_id, self._clock.now())
+        if alert is None:
+            raise AlertNotFound(alert_id)
+        self._outbox_kick.set()
+        return alert
+
+    async def stream_alerts(
+        self, caller: Caller, after_alert_id: str
+    ) -> AsyncGenerator[Alert | Heartbeat | StreamEnd, None]:
+        """StreamAlerts: the backlog after ``after_alert_id`` in order, then live alerts, with heartbeats.
+
+        Raises:
+            AlertNotFound: ``after_alert_id`` is not an alert of the caller.
+            TooManyStreams: the caller has too many streams open.
+        """
+        last_sequence = -1
+        if after_alert_id:
+            resume = await self.store.get_alert(caller.user_id, after_alert_id)
+            if resume is None:
+                raise AlertNotFound(after_alert_id)
+            last_sequence = resume.sequence
+        queue = self.hub.open(caller.user_id, self.settings.streams_per_user)
+        return self._stream(caller, queue, last_sequence)
+
+    async def _stream(
+        self, caller: Caller, queue: asyncio.Queue[Alert | None], last_sequence: int
+    ) -> AsyncGenerator[Alert | Heartbeat | StreamEnd, None]:
+        try:
+            if last_sequence >= 0:
+                while True:
+                    backlog = await self.store.alerts_after(caller.user_id, last_sequence, 500)
+                    for alert in backlog:
+                        last_sequence = alert.sequence
+                        yield alert
+                    if len(backlog) < 500:
+                        break
+            yield Heartbeat(self._clock.now())
+            while True:
+                if self._draining.is_set():
+                    yield StreamEnd("server shutting down; reconnect with the last alert id seen")
+                    return
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout=self.settings.heartbeat_seconds)
+                except asyncio.TimeoutError:
+                    yield Heartbeat(self._clock.now())
+                    continue
+                if item is None:
+                    yield StreamEnd("server shutting down; reconnect with the last alert id seen")
+                    return
+                # The bus may hand an alert the backlog already sent; sequences make the stream duplicate-free.
+                if item.sequence <= last_sequence:
+                    continue
+                last_sequence = item.sequence
+                yield item
+        finally:
+            self.hub.close(caller.user_id, queue)
+

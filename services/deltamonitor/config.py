@@ -1,0 +1,78 @@
+"""Settings of the delta monitor (``DELTAMONITOR_*``), read once at start-up."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from typing import ClassVar
+
+from services.deltamonitor.app import AppSettings
+from services.deltamonitor.domain.book import BookSettings
+from services.platform.settings import Secret, ServerSettings, env
+
+__all__ = ["DeltaMonitorSettings"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DeltaMonitorSettings(ServerSettings):
+    """Everything the delta monitor can be told; required values stop start-up when missing (distributed mode).
+
+    Attributes:
+        database_url: PostgreSQL DSN (distributed mode; embedded mode uses the embedded database).
+        db_schema: Schema holding the service's tables.
+        rabbitmq_url: AMQP URL of the bus (distributed mode).
+        broker_target: ``host:port`` of the broker service (positions, betas).
+        user_target: ``host:port`` of the user service (JWKS for access tokens).
+        jwt_issuer: Expected ``iss`` of access tokens.
+        jwt_audience: Expected ``aud`` of access tokens.
+        pricer: ``core_ext`` (the compiled kernel) or ``numpy`` (European closed form, explicit choice only).
+        risk_free_rate: Rate used for pricing and the Whalley-Wilmott discount.
+        default_stale_after_seconds: Staleness limit of watches that leave it unset; 0 disables.
+        calendar: exchange-calendars name of the market whose hours gate stale alerts.
+        tick_patterns: Bus topic patterns of the market data quote and Greeks events.
+        watch_limit: Watches per user.
+        streams_per_user: Open StreamAlerts per user.
+        heartbeat_seconds: Heartbeat period of idle alert streams.
+        stale_check_seconds: Period of the stale-data check.
+        vol_of_vol_points: Assumed daily standard deviation of implied vol (vol points) for forecasts.
+        shard_index: This replica's shard of the watches.
+        shard_count: Number of monitor replicas.
+    """
+
+    env_prefix: ClassVar[str] = "DELTAMONITOR_"
+    port: int = env("PORT", default=8086, ge=0, le=65535)
+    database_url: Secret = env("DATABASE_URL", help="PostgreSQL DSN, e.g. postgresql://user:pw@host:5432/db")
+    db_schema: str = env("DB_SCHEMA", default="deltamonitor")
+    rabbitmq_url: Secret = env("RABBITMQ_URL", help="AMQP URL, e.g. amqp://guest:guest@127.0.0.1:5672/")
+    broker_target: str = env("BROKER_TARGET", help="host:port of the broker service")
+    user_target: str = env("USER_TARGET", help="host:port of the user service")
+    jwt_issuer: str = env("JWT_ISSUER", default="https://user.tastyplat")
+    jwt_audience: str = env("JWT_AUDIENCE", default="tastyplat")
+    pricer: str = env("PRICER", default="core_ext")
+    risk_free_rate: float = env("RISK_FREE_RATE", default=0.045, ge=-0.1, le=1.0)
+    default_stale_after_seconds: float = env("DEFAULT_STALE_AFTER_SECONDS", default=120.0, ge=0.0)
+    calendar: str = env("CALENDAR", default="XNYS")
+    tick_patterns: tuple[str, ...] = env("TICK_PATTERNS", default=("marketdata.quote.#", "marketdata.greeks.#"))
+    watch_limit: int = env("WATCH_LIMIT", default=200, ge=1)
+    streams_per_user: int = env("STREAMS_PER_USER", default=5, ge=1)
+    heartbeat_seconds: float = env("HEARTBEAT_SECONDS", default=15.0, ge=0.05)
+    stale_check_seconds: float = env("STALE_CHECK_SECONDS", default=5.0, ge=0.05)
+    vol_of_vol_points: float = env("VOL_OF_VOL_POINTS", default=1.0, ge=0.0)
+    shard_index: int = env("SHARD_INDEX", default=0, ge=0)
+    shard_count: int = env("SHARD_COUNT", default=1, ge=1)
+
+    def app_settings(self) -> AppSettings:
+        """The application's behaviour settings."""
+        return AppSettings(
+            book=BookSettings(
+                rate=self.risk_free_rate,
+                default_stale_after=timedelta(seconds=self.default_stale_after_seconds),
+                vol_of_vol_points=self.vol_of_vol_points,
+            ),
+            watch_limit=self.watch_limit,
+            streams_per_user=self.streams_per_user,
+            heartbeat_seconds=self.heartbeat_seconds,
+            stale_check_seconds=self.stale_check_seconds,
+            shard_index=self.shard_index,
+            shard_count=self.shard_count,
+        )

@@ -1,0 +1,55 @@
+"""The pricing seam the book re-prices through: whole arrays of options per call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["GreeksArrays", "Pricer"]
+
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class GreeksArrays:
+    """Per-share Greeks of a batch (units of tastyplat.type.v1.Greeks); NaN where ``ok`` is False.
+
+    Attributes:
+        delta: dV/dS.
+        gamma: d2V/dS2.
+        theta: Value change per calendar day.
+        vega: Value change per volatility point.
+        vanna: Delta change per volatility point.
+        charm: Delta change per calendar day.
+        ok: Whether the element priced.
+    """
+
+    delta: F64
+    gamma: F64
+    theta: F64
+    vega: F64
+    vanna: F64
+    charm: F64
+    ok: npt.NDArray[np.bool_]
+
+
+class Pricer(Protocol):
+    """Prices arrays of options of one exercise style in one call."""
+
+    def greeks(
+        self,
+        *,
+        is_call: npt.NDArray[np.bool_],
+        spot: F64,
+        strike: F64,
+        expiry_years: F64,
+        volatility: F64,
+        rate: F64,
+        dividend_yield: F64,
+        american: bool,
+    ) -> GreeksArrays:
+        """Return the Greeks of every element; an element that cannot be priced is NaN with ``ok`` False."""
+        ...

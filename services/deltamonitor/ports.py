@@ -1,0 +1,243 @@
+"""Ports of the delta monitor: the Protocols its adapters implement (storage, peers, bus codec, calendar, auth)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from services.deltamonitor.domain.model import Alert, AlertState, HeldPosition, Watch, WatchLive
+from services.deltamonitor.domain.pricing import GreeksArrays, Pricer
+
+__all__ = [
+    "ACKNOWLEDGED_TOPIC",
+    "RAISED_TOPIC",
+    "AlertCodec",
+    "AlertQuery",
+    "Authenticator",
+    "Caller",
+    "GreeksArrays",
+    "MarketCalendar",
+    "MarketInputs",
+    "MarketInputsSource",
+    "OutboxEntry",
+    "PositionSource",
+    "Pricer",
+    "Store",
+    "WatchCursor",
+]
+
+# Bus topics of alert events: a new alert, and an alert the user acknowledged (stops escalation).
+RAISED_TOPIC = "deltamonitor.alert.raised"
+ACKNOWLEDGED_TOPIC = "deltamonitor.alert.acknowledged"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The verified caller of an RPC.
+
+    Attributes:
+        user_id: The access token's subject.
+        authorization: The ``authorization`` metadata value, forwarded to peers acting for the caller.
+    """
+
+    user_id: str
+    authorization: str = field(repr=False)
+
+
+class Authenticator(Protocol):
+    """Verifies access tokens (JWTs signed by the user service)."""
+
+    async def authenticate(self, authorization: str | None) -> Caller:
+        """Return the caller named by an ``authorization: Bearer <jwt>`` value.
+
+        Raises:
+            AuthenticationRequired: missing, malformed, expired or badly signed token.
+        """
+        ...
+
+
+class PositionSource(Protocol):
+    """The broker's view of an account's positions."""
+
+    async def positions(self, account_number: str, caller: Caller) -> list[HeldPosition]:
+        """Return the account's open positions, read on behalf of ``caller``.
+
+        Raises:
+            AccountNotFound: the account is not one of the caller's.
+            Unavailable / DeadlineExceeded: the broker service failed.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class MarketInputs:
+    """Model inputs the broker publishes.
+
+    Attributes:
+        betas: Beta to SPY per symbol (symbols without one are absent).
+        dividend_yields: Annual dividend yield per symbol.
+        rate: Risk-free rate, or None when unknown.
+    """
+
+    betas: dict[str, float]
+    dividend_yields: dict[str, float]
+    rate: float | None
+
+
+class MarketInputsSource(Protocol):
+    """Betas, dividend yields and the rate, from the broker."""
+
+    async def inputs(self, symbols: Sequence[str], caller: Caller) -> MarketInputs:
+        """Return the model inputs of ``symbols``; unknown symbols are left out."""
+        ...
+
+
+class MarketCalendar(Protocol):
+    """Trading hours and holidays of the watched market."""
+
+    def is_open(self, when: datetime) -> bool:
+        """Tell whether the market is open at ``when`` (timezone-aware)."""
+        ...
+
+
+class AlertCodec(Protocol):
+    """The bus wire format of alerts (tastyplat.type.v1.Alert bytes)."""
+
+    def encode(self, alert: Alert) -> bytes:
+        """Serialise an alert."""
+        ...
+
+    def decode(self, payload: bytes) -> Alert:
+        """Parse an alert; raises ValueError on a malformed payload."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class WatchCursor:
+    """Position after the last watch of a page (watches are ordered by creation time, then id)."""
+
+    create_time: datetime
+    watch_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlertQuery:
+    """A validated ListAlerts query (alerts come newest first, by sequence).
+
+    Attributes:
+        limit: Maximum alerts to return.
+        before_sequence: Only alerts raised before this sequence number (paging), or None.
+        watch_id: Only this watch's alerts ("" for all).
+        state: Only alerts in this state, or None.
+        start_time: Raised at or after, or None.
+        end_time: Raised before, or None.
+        account_number: Only this account's alerts ("" for all).
+    """
+
+    limit: int
+    before_sequence: int | None = None
+    watch_id: str = ""
+    state: AlertState | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    account_number: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """An alert event waiting to be published on the bus.
+
+    Attributes:
+        entry_id: Outbox order.
+        topic: Bus topic.
+        message_id: Bus message id (the dedupe key downstream).
+        alert: The alert as it is now.
+    """
+
+    entry_id: int
+    topic: str
+    message_id: str
+    alert: Alert
+
+
+class Store(Protocol):
+    """Watches, their live state, alerts and the outbox of alert events (PostgreSQL or in memory).
+
+    Any method may raise ``DatabaseUnavailable``.
+    """
+
+    async def start(self) -> None:
+        """Connect and apply migrations."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+    async def create_watch(self, watch: Watch, request_id: str, limit: int) -> Watch:
+        """Store a new watch, or return the one this user created with the same non-empty ``request_id``.
+
+        Raises:
+            WatchLimitExceeded: the user already has ``limit`` watches.
+        """
+        ...
+
+    async def get_watch(self, user_id: str, watch_id: str) -> Watch | None:
+        """Return the user's watch, or None."""
+        ...
+
+    async def list_watches(
+        self, user_id: str, account_number: str, after: WatchCursor | None, limit: int
+    ) -> list[Watch]:
+        """Return up to ``limit`` of the user's watches after ``after``, by creation time then id."""
+        ...
+
+    async def update_watch(self, watch: Watch) -> bool:
+        """Replace a watch's configuration; False if it is gone."""
+        ...
+
+    async def delete_watch(self, user_id: str, watch_id: str) -> bool:
+        """Delete the user's watch (its alerts stay); False if there was none."""
+        ...
+
+    async def all_watches(self) -> list[Watch]:
+        """Every watch (the monitor loads them at start-up)."""
+        ...
+
+    async def load_live(self) -> dict[str, tuple[int, WatchLive]]:
+        """The persisted live state by watch id, with the watch generation it belongs to."""
+        ...
+
+    async def save_live(self, states: dict[str, tuple[int, WatchLive]]) -> None:
+        """Persist live states (ignoring watches that are gone)."""
+        ...
+
+    async def record_alerts(self, drafts: Sequence[Alert], live: dict[str, tuple[int, WatchLive]]) -> list[Alert]:
+        """Atomically store alerts (assigning ids in order), their outbox entries, and the live states."""
+        ...
+
+    async def get_alert(self, user_id: str, alert_id: str) -> Alert | None:
+        """Return the user's alert, or None."""
+        ...
+
+    async def list_alerts(self, user_id: str, query: AlertQuery) -> list[Alert]:
+        """Return up to ``query.limit`` of the user's alerts, newest first."""
+        ...
+
+    async def acknowledge(self, user_id: str, alert_id: str, at: datetime) -> Alert | None:
+        """Acknowledge an open alert (queuing its event), or return it unchanged if acknowledged; None if missing."""
+        ...
+
+    async def alerts_after(self, user_id: str, sequence: int, limit: int) -> list[Alert]:
+        """Return up to ``limit`` of the user's alerts raised after ``sequence``, oldest first."""
+        ...
+
+    async def pending_outbox(self, limit: int) -> list[OutboxEntry]:
+        """Return up to ``limit`` unpublished events, oldest first."""
+        ...
+
+    async def mark_published(self, entry_ids: Sequence[int]) -> None:
+        """Forget published outbox entries."""
+        ...
