@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from decimal import Decimal
 
+import httpx
 import pytest
 
 from services.broker.adapters.resilience import BreakerState
@@ -81,8 +82,6 @@ async def test_access_token_is_renewed_before_its_15_minutes_run_out(
 
 
 async def test_fake_expires_access_tokens_after_15_minutes(fake: FakeTastytrade, shared_time: SharedTime) -> None:
-    import httpx
-
     headers = {"User-Agent": "test/1.0"}
     async with httpx.AsyncClient(base_url=fake.url, headers=headers) as client:
         grant = {"grant_type": "refresh_token", "refresh_token": "refresh-alice", "client_secret": fake.client_secret}
@@ -301,3 +300,13 @@ async def test_budget_refuses_what_it_cannot_serve_in_time(fake: FakeTastytrade,
     await session.list_accounts()  # token + call: the burst is spent
     with pytest.raises(RequestBudgetExhausted):
         await session.get_balances("5WT00001")
+
+
+async def test_fake_throttles_with_a_bare_429(fake: FakeTastytrade) -> None:
+    fake.fail_next(429)
+    async with httpx.AsyncClient(base_url=fake.url, headers={"User-Agent": "test/1.0"}) as client:
+        response = await client.get("/customers/me/accounts")
+    assert response.status_code == 429
+    assert not {"retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"} & {
+        k.lower() for k in response.headers
+    }
