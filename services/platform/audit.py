@@ -28,10 +28,10 @@ import hashlib
 import json
 import struct
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -197,7 +197,7 @@ class AuditSigner:
     def __repr__(self) -> str:
         return f"AuditSigner(key_id={self.key_id!r})"
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("AuditSigner is not picklable")
 
     def entry(self, seq: int, prev_hash: bytes, payload: str) -> AuditEntry:
@@ -369,6 +369,10 @@ class AuditLog:
 
         await self._store.append(build)
 
+    async def entries(self) -> list[AuditEntry]:
+        """Every stored entry, ascending seq."""
+        return await self._store.entries()
+
     async def verify(self, verifier: AuditVerifier | None = None, *, expect_min_seq: int = 0) -> VerificationReport:
         """Verify the stored chain (with this log's own key unless ``verifier`` is given)."""
         return verify_chain(await self._store.entries(), await self._store.head(),
@@ -503,8 +507,7 @@ class _Borrowed:
         return None
 
 
-def main(argv: Sequence[str] | None = None, *, run: Callable[[Awaitable[VerificationReport]], VerificationReport]
-         = asyncio.run) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """The ``python -m services.platform.audit`` command; returns the exit status (1 when the log is broken)."""
     parser = argparse.ArgumentParser(prog="python -m services.platform.audit", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -520,7 +523,7 @@ def main(argv: Sequence[str] | None = None, *, run: Callable[[Awaitable[Verifica
         print(f"seed (secret):  {signer.seed_b64()}")
         print(f"public key:     {signer.public_key_b64()}")
         return 0
-    report = run(_verify_postgres(args.dsn, args.schema, args.public_key, args.expect_min_seq))
+    report = asyncio.run(_verify_postgres(args.dsn, args.schema, args.public_key, args.expect_min_seq))
     print(report)
     return 0 if report.ok else 1
 

@@ -22,6 +22,7 @@ import os
 import re
 import struct
 from collections.abc import Mapping
+from typing import NoReturn
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -114,7 +115,7 @@ class SecretKeyring:
     def __repr__(self) -> str:
         return f"SecretKeyring(versions={list(self.versions)}, current={self._current})"
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("SecretKeyring is not picklable")
 
     def encrypt(self, plaintext: bytes, *, associated_data: bytes) -> bytes:

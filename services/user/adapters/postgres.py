@@ -392,13 +392,13 @@ class PostgresUserRepository:
                 "WHERE user_id = $1",
                 user.user_id, user.password_hash, _roles(user.roles), user.email_verified, user.updated_at,
             )
-        return status == "UPDATE 1"
+        return bool(status == "UPDATE 1")
 
     async def delete(self, user_id: str) -> bool:
         """Delete the user; the foreign keys cascade to everything of theirs."""
         async with self._db.connection() as conn:
             status = await conn.execute("DELETE FROM users WHERE user_id = $1", user_id)
-        return status == "DELETE 1"
+        return bool(status == "DELETE 1")
 
     async def list_page(self, page: UserPageRequest) -> list[User]:
         """Keyset pagination on (created_at, user_id)."""
@@ -430,7 +430,7 @@ class PostgresUserRepository:
             status = await conn.execute(
                 "UPDATE users SET preferences = $2::jsonb WHERE user_id = $1", user_id, preferences_to_json(preferences)
             )
-        return status == "UPDATE 1"
+        return bool(status == "UPDATE 1")
 
 
 def _session(row: asyncpg.Record, prefix: str = "") -> Session:
@@ -644,7 +644,7 @@ class PostgresVerificationRepository:
                 "WHERE challenge_id = $1 AND attempts = $2 AND consumed_at IS NOT DISTINCT FROM $3",
                 before.challenge_id, before.attempts, before.consumed_at, after.attempts, after.consumed_at,
             )
-        return status == "UPDATE 1"
+        return bool(status == "UPDATE 1")
 
     async def sends_since(self, destination: str, since: datetime) -> list[datetime]:
         """Send times to ``destination`` since ``since``."""
@@ -700,7 +700,7 @@ class PostgresResetTicketRepository:
             status = await conn.execute(
                 "UPDATE password_resets SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL", token_hash, at
             )
-        return status == "UPDATE 1"
+        return bool(status == "UPDATE 1")
 
 
 class PostgresSigningKeyStore:

@@ -36,27 +36,27 @@ __all__ = [
 ]
 
 _ROLE_TO_PROTO = {Role.TRADER: pb.ROLE_TRADER, Role.ADMIN: pb.ROLE_ADMIN, Role.READONLY: pb.ROLE_READONLY}
-_ROLE_FROM_PROTO = {v: k for k, v in _ROLE_TO_PROTO.items()}
+_ROLE_FROM_PROTO: dict[int, Role] = {v: k for k, v in _ROLE_TO_PROTO.items()}
 _CHANNEL_TO_PROTO = {
     Channel.SMS: channel_pb2.CHANNEL_KIND_SMS,
     Channel.EMAIL: channel_pb2.CHANNEL_KIND_EMAIL,
     Channel.PUSH: channel_pb2.CHANNEL_KIND_PUSH,
     Channel.STREAM: channel_pb2.CHANNEL_KIND_STREAM,
 }
-_CHANNEL_FROM_PROTO = {v: k for k, v in _CHANNEL_TO_PROTO.items()}
+_CHANNEL_FROM_PROTO: dict[int, Channel] = {v: k for k, v in _CHANNEL_TO_PROTO.items()}
 _SEVERITY_TO_PROTO = {
     Severity.INFO: channel_pb2.SEVERITY_INFO,
     Severity.WARNING: channel_pb2.SEVERITY_WARNING,
     Severity.CRITICAL: channel_pb2.SEVERITY_CRITICAL,
 }
-_SEVERITY_FROM_PROTO = {v: k for k, v in _SEVERITY_TO_PROTO.items()}
+_SEVERITY_FROM_PROTO: dict[int, Severity] = {v: k for k, v in _SEVERITY_TO_PROTO.items()}
 _PLATFORM_TO_PROTO = {
     PushPlatform.ANDROID: pb.PUSH_PLATFORM_ANDROID,
     PushPlatform.IOS: pb.PUSH_PLATFORM_IOS,
     PushPlatform.WEB: pb.PUSH_PLATFORM_WEB,
 }
-_PLATFORM_FROM_PROTO = {v: k for k, v in _PLATFORM_TO_PROTO.items()}
-_CONTACT_FROM_PROTO = {channel_pb2.CHANNEL_KIND_SMS: ContactChannel.SMS, channel_pb2.CHANNEL_KIND_EMAIL: ContactChannel.EMAIL}
+_PLATFORM_FROM_PROTO: dict[int, PushPlatform] = {v: k for k, v in _PLATFORM_TO_PROTO.items()}
+_CONTACT_FROM_PROTO: dict[int, ContactChannel] = {channel_pb2.CHANNEL_KIND_SMS: ContactChannel.SMS, channel_pb2.CHANNEL_KIND_EMAIL: ContactChannel.EMAIL}
 _PREFS = "notification_preferences"
 # Proto-field paths of NotificationPreferences that exist but cannot be written.
 _OUTPUT_ONLY = frozenset({"phone_number_verified", "email_verified"})

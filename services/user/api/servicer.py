@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Iterable
+from typing import Any
 
 import grpc.aio
 from tastyplat.user.v1 import user_service_pb2 as pb
@@ -16,10 +17,10 @@ from services.user.domain.model import Identity
 
 __all__ = ["UserServicer", "bearer_token", "client_address"]
 
-Context = grpc.aio.ServicerContext
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
     """The token of the call's single ``authorization: Bearer <token>`` header, or None if there is none.
 
     Raises:
@@ -37,7 +38,7 @@ def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | No
     return token.strip()
 
 
-def client_address(peer: str, metadata: Sequence[tuple[str, str | bytes]] | None, trusted_proxy_hops: int) -> str:
+def client_address(peer: str, metadata: Iterable[tuple[str, str | bytes]] | None, trusted_proxy_hops: int) -> str:
     """The address of the client that made the call, for throttling and the audit log.
 
     With ``trusted_proxy_hops`` = N > 0, the Nth ``x-forwarded-for`` entry from the right is taken (each

@@ -26,7 +26,7 @@ from services.user.domain.preferences import (
     QuietHours,
     Severity,
 )
-from services.user.domain.sessions import RevokeReason, SessionPolicy, hash_token
+from services.user.domain.sessions import RefreshToken, RevokeReason, Session, SessionPolicy, hash_token
 from services.user.domain.throttle import ThrottlePolicy
 from services.user.domain.verification import ContactChannel, PasswordResetTicket, VerificationPolicy
 
@@ -137,7 +137,9 @@ async def test_list_page_filters_by_prefix_literally(storage: Storage) -> None:
 # Sessions -----------------------------------------------------------------------------------------------
 
 
-async def _session(storage: Storage, user_index: int = 1, session_index: int = 10, token: str = "r1") -> tuple:
+async def _session(
+    storage: Storage, user_index: int = 1, session_index: int = 10, token: str = "r1"
+) -> tuple[Session, RefreshToken]:
     u = await storage.users.get(IDS[user_index]) or await add(storage, user_index)
     policy = SessionPolicy()
     session = policy.open_session(IDS[session_index], u.user_id, T0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -63,7 +64,7 @@ async def test_trader_cannot_touch_another_users_data(service: UserComponents, o
     alice = await sign_up(service, "alice@example.com")
     bob = await sign_up(service, "bob@example.com")
     app = service.app
-    calls = {
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
         "delete": lambda: app.delete_user(alice.identity, bob.user_id),
         "preferences": lambda: app.update_preferences(alice.identity, bob.user_id, phone_patch()),
         "send_code": lambda: app.send_verification_code(alice.identity, bob.user_id, ContactChannel.EMAIL),
@@ -120,7 +121,7 @@ async def test_update_roles_replaces_roles_and_audits(service: UserComponents) -
     bob = await sign_up(service, "bob@example.com")
     view = await service.app.update_roles(admin.identity, bob.user_id, [Role.READONLY])
     assert view.user.roles == {Role.READONLY}
-    last = (await service.audit._store.entries())[-1].fields  # type: ignore[attr-defined]
+    last = (await service.audit.entries())[-1].fields
     assert (last["event"], last["details"]) == ("role.changed", {"before": "trader", "after": "readonly"})
 
 

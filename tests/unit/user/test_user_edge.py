@@ -89,7 +89,7 @@ def test_patch_from_proto_maps_channels_per_severity() -> None:
 
 def test_patch_from_proto_rejects_unspecified_channel() -> None:
     message = pb.NotificationPreferences(
-        severity_channels=[pb.SeverityChannels(severity=channel_pb2.SEVERITY_INFO, channels=[0])]
+        severity_channels=[pb.SeverityChannels(severity=channel_pb2.SEVERITY_INFO, channels=[channel_pb2.CHANNEL_KIND_UNSPECIFIED])]
     )
     with pytest.raises(FieldInvalid, match=r"severity_channels\[0\]\.channels\[0\]"):
         convert.patch_from_proto(message, field_mask_pb2.FieldMask(), has_mask=False)
