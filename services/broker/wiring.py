@@ -22,6 +22,7 @@ from services.broker.adapters.identity import CachedJwks, JwtIdentityVerifier, u
 from services.broker.adapters.memory import InMemoryLinkRepository
 from services.broker.adapters.paper import PaperConnector, ReferenceMarks
 from services.broker.adapters.postgres import PostgresDatabase, PostgresLinkRepository
+from services.broker.adapters.price_feed import BusPriceFollower
 from services.broker.adapters.secrets import KeyringSecretBox
 from services.broker.adapters.tastytrade.connector import TastytradeConnector, TastytradeSettings
 from services.broker.adapters.tastytrade.http import RetryPolicy
@@ -29,8 +30,10 @@ from services.broker.api.servicer import SERVICE_NAME, BrokerServicer
 from services.broker.app import BrokerApp
 from services.broker.config import BrokerSettings
 from services.broker.domain.model import Environment
+from services.broker.domain.paper import DEMO_UNDERLYINGS
 from services.broker.ports import BrokerConnector, IdentityVerifier, LinkRepository
 from services.embedded.resources import EmbeddedResources
+from services.platform.bus import MessageBus
 from services.platform.clock import Clock
 from services.platform.crypto import SecretKeyring, generate_key
 from services.platform.peers import create_channel
@@ -82,6 +85,7 @@ class BrokerComponents:
         servicer: The gRPC servicer.
         marks: The paper broker's mark source (a price feed may move it), None without paper.
         connectors: The connectors by environment.
+        follower: Moves the paper marks with the market data service's quotes (when a bus is given).
     """
 
     settings: BrokerSettings
@@ -89,6 +93,7 @@ class BrokerComponents:
     servicer: BrokerServicer
     marks: ReferenceMarks | None
     connectors: dict[Environment, BrokerConnector]
+    follower: BusPriceFollower | None = None
     _connect: Any = None
     _close: list[Any] = field(default_factory=list)
     _health: Any = None
@@ -98,6 +103,8 @@ class BrokerComponents:
         """Connect the store (migrating it), then start reporting breaker state to health."""
         if self._connect is not None:
             await self._connect()
+        if self.follower is not None:
+            await self.follower.start()
         self._monitor = asyncio.create_task(self._watch_breakers(), name="broker-breaker-health")
 
     async def stop(self) -> None:
@@ -107,6 +114,8 @@ class BrokerComponents:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
             self._monitor = None
+        if self.follower is not None:
+            await self.follower.stop()
         await self.app.aclose()
         for close in reversed(self._close):
             await close()
@@ -150,6 +159,7 @@ def build(
     clock: Clock,
     verifier: IdentityVerifier | None = None,
     repository: LinkRepository | None = None,
+    bus: MessageBus | None = None,
 ) -> BrokerComponents:
     """Build the service from its settings (nothing connects until ``BrokerComponents.start``).
 
@@ -158,6 +168,7 @@ def build(
         clock: The clock.
         verifier: Caller identity; by default access tokens checked against the user service's JWKS.
         repository: A link store to use instead of the one the settings name (tests).
+        bus: The platform bus; with the paper broker, its marks follow the market data quotes on it.
     """
     close: list[Any] = []
     connect = None
@@ -200,7 +211,8 @@ def build(
         auto_link_paper=settings.auto_link_paper,
     )
     servicer = BrokerServicer(app, verifier)
-    return BrokerComponents(settings, app, servicer, marks, connectors, _connect=connect, _close=close)
+    follower = BusPriceFollower(bus, marks, DEMO_UNDERLYINGS) if bus is not None and marks is not None else None
+    return BrokerComponents(settings, app, servicer, marks, connectors, follower, _connect=connect, _close=close)
 
 
 def registration(components: BrokerComponents) -> ServiceRegistration:
@@ -245,7 +257,8 @@ async def _embedded_secret_keys(dsn: str) -> str:
 
 async def embedded(resources: EmbeddedResources) -> ServiceRegistration:
     """The broker inside the embedded platform: the paper broker (a demo account given to every user on first
-    use), links in its own schema of the embedded PostgreSQL, identity from the user service on the same server.
+    use, marks following the simulator's quotes on the bus), links in its own schema of the embedded
+    PostgreSQL, identity from the user service on the same server.
     """
     settings = BrokerSettings.from_env(
         {},
@@ -259,5 +272,5 @@ async def embedded(resources: EmbeddedResources) -> ServiceRegistration:
         user_service_target=resources.grpc_target,
         peer_timeout_seconds=resources.peer_timeout_seconds,
     )
-    return registration(build(settings, clock=resources.clock))
+    return registration(build(settings, clock=resources.clock, bus=resources.bus))
 
