@@ -409,6 +409,8 @@ class MarketDataApp:
         self._bus_quotes: ConflatingBuffer[QuoteUpdate] = ConflatingBuffer(50_000)
         self._bus_greeks: ConflatingBuffer[GreeksUpdate] = ConflatingBuffer(50_000)
         self._streams_by_caller: collections.Counter[str] = collections.Counter()
+        self._active_streams = 0
+        self._releases: set[asyncio.Task[None]] = set()
         self._message_seq = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._ending: BaseException | None = None
@@ -443,6 +445,8 @@ class MarketDataApp:
 
     async def stop(self) -> None:
         """Stop the background tasks and the feed; write what history is still buffered."""
+        if self._releases:
+            await asyncio.wait(list(self._releases), timeout=2.0)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -522,6 +526,7 @@ class MarketDataApp:
         except BaseException:
             self.quote_hub.remove(subscriber)
             self._streams_by_caller[caller] -= 1
+            self._active_streams -= 1
             raise
         return UpdateStream(self.quote_hub, subscriber, snapshot, aliases, self._releaser(caller, interest, ()))
 
@@ -552,6 +557,7 @@ class MarketDataApp:
         except BaseException:
             self.greeks_hub.remove(subscriber)
             self._streams_by_caller[caller] -= 1
+            self._active_streams -= 1
             raise
         return UpdateStream(self.greeks_hub, subscriber, snapshot, aliases, self._releaser(caller, interest, keys))
 
@@ -581,6 +587,7 @@ class MarketDataApp:
                 metadata={"limit": str(self.settings.max_streams_per_caller)},
             )
         self._streams_by_caller[caller] += 1
+        self._active_streams += 1
 
     @staticmethod
     def _quote_interest(keys: Iterable[str]) -> list[tuple[str, str]]:
@@ -590,6 +597,13 @@ class MarketDataApp:
         self, caller: str, interest: list[tuple[str, str]], greeks_keys: Sequence[str]
     ) -> collections.abc.Callable[[], collections.abc.Awaitable[None]]:
         async def release() -> None:
+            # Runs in its own task: a cancelled gRPC handler must not wait on feed I/O (a DXLink send)
+            # while its call is being torn down; the hub has already forgotten the stream.
+            task = asyncio.create_task(released())
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
+
+        async def released() -> None:
             self._streams_by_caller[caller] -= 1
             if self._streams_by_caller[caller] <= 0:
                 del self._streams_by_caller[caller]
@@ -603,7 +617,10 @@ class MarketDataApp:
                         siblings.discard(key)
                         if not siblings:
                             self._options_by_underlying.pop(option.underlying, None)
-            await self._release(interest)
+            try:
+                await self._release(interest)
+            finally:
+                self._active_streams -= 1
 
         return release
 
@@ -633,8 +650,8 @@ class MarketDataApp:
         return {symbol for (kind, symbol) in self._interest if kind == event_type}
 
     def open_streams(self) -> int:
-        """Number of open quote and Greeks streams."""
-        return len(self.quote_hub) + len(self.greeks_hub)
+        """Number of quote and Greeks streams not yet completely closed (feed subscriptions released)."""
+        return self._active_streams
 
     async def _quote_snapshot(self, keys: Sequence[str]) -> list[QuoteUpdate]:
         snapshot: dict[str, QuoteUpdate] = {}

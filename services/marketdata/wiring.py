@@ -67,7 +67,7 @@ def build_feed(settings: MarketDataSettings, clock: Clock) -> MarketFeed:
         max_symbols_per_message=settings.dxlink_max_symbols_per_message,
         renewal_margin=settings.dxlink_token_renewal_seconds,
     )
-    return DXLinkFeed(DXLinkClient(tokens, settings=dxlink, clock=clock))
+    return DXLinkFeed(DXLinkClient(tokens, settings=dxlink, clock=clock), tokens)
 
 
 @dataclass

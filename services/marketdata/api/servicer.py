@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import Callable
 
 import grpc.aio
 from tastyplat.marketdata.v1 import marketdata_service_pb2 as pb
@@ -72,71 +73,79 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
             candles=[convert.candle_to_proto(c) for c in candles], next_page_token=next_token
         )
 
-    async def StreamQuotes(
-        self, request: pb.StreamQuotesRequest, context: Context
-    ) -> AsyncIterator[pb.StreamQuotesResponse]:
+    # Streams write with context.write() from a coroutine rather than yielding from an async generator: a
+    # cancelled call then ends inside our own awaits, while the call is alive, instead of leaving a suspended
+    # generator to be closed later by the runtime.
+
+    async def StreamQuotes(self, request: pb.StreamQuotesRequest, context: Context) -> None:
         symbols = validate_symbols(list(request.symbols))
         stream = await self._app.open_quote_stream(symbols, caller_of(context))
         source = convert.source_to_proto(self._app.feed_kind())
         heartbeat = self._app.settings.heartbeat_interval
         try:
-            yield pb.StreamQuotesResponse(
-                quotes=convert.quote_batch(
-                    stream.snapshot, requested_symbols(stream.snapshot, stream.aliases),
-                    snapshot=True, conflated=0, source=source,
-                )  # fmt: skip
+            await _write(context, 
+                pb.StreamQuotesResponse(
+                    quotes=convert.quote_batch(
+                        stream.snapshot, requested_symbols(stream.snapshot, stream.aliases),
+                        snapshot=True, conflated=0, source=source,
+                    )  # fmt: skip
+                )
             )
             while True:
                 try:
                     batch = await stream.next(heartbeat)
                 except StreamEnded as ended:
-                    yield pb.StreamQuotesResponse(end=_stream_end(ended))
+                    await _write(context, pb.StreamQuotesResponse(end=_stream_end(ended)))
                     return
                 if batch is None:
-                    yield pb.StreamQuotesResponse(heartbeat=self._heartbeat())
+                    await _write(context, pb.StreamQuotesResponse(heartbeat=self._heartbeat()))
                     continue
                 updates, conflated = batch
                 if conflated == 0 and not stream.aliases:
-                    yield self._memo.quotes(updates, source)
+                    await _write(context, self._memo.quotes(updates, source))
                     continue
-                yield pb.StreamQuotesResponse(
-                    quotes=convert.quote_batch(
-                        updates, requested_symbols(updates, stream.aliases),
-                        snapshot=False, conflated=conflated, source=source,
-                    )  # fmt: skip
+                await _write(context, 
+                    pb.StreamQuotesResponse(
+                        quotes=convert.quote_batch(
+                            updates, requested_symbols(updates, stream.aliases),
+                            snapshot=False, conflated=conflated, source=source,
+                        )  # fmt: skip
+                    )
                 )
         finally:
             await stream.close()
 
-    async def StreamGreeks(
-        self, request: pb.StreamGreeksRequest, context: Context
-    ) -> AsyncIterator[pb.StreamGreeksResponse]:
+    async def StreamGreeks(self, request: pb.StreamGreeksRequest, context: Context) -> None:
         symbols = validate_symbols(list(request.symbols), options_only=True)
         stream = await self._app.open_greeks_stream(symbols, caller_of(context))
         source = convert.source_to_proto(self._app.feed_kind())
         heartbeat = self._app.settings.heartbeat_interval
         try:
-            yield pb.StreamGreeksResponse(
-                greeks=convert.greeks_batch(
-                    stream.snapshot, requested_symbols(stream.snapshot, stream.aliases),
-                    snapshot=True, conflated=0, source=source,
-                )  # fmt: skip
+            await _write(context, 
+                pb.StreamGreeksResponse(
+                    greeks=convert.greeks_batch(
+                        stream.snapshot, requested_symbols(stream.snapshot, stream.aliases),
+                        snapshot=True, conflated=0, source=source,
+                    )  # fmt: skip
+                )
             )
             while True:
                 try:
                     batch = await stream.next(heartbeat)
                 except StreamEnded as ended:
-                    yield pb.StreamGreeksResponse(end=_stream_end(ended))
+                    await _write(context, pb.StreamGreeksResponse(end=_stream_end(ended)))
                     return
                 if batch is None:
-                    yield pb.StreamGreeksResponse(heartbeat=self._heartbeat())
+                    await _write(context, pb.StreamGreeksResponse(heartbeat=self._heartbeat()))
                     continue
                 updates, conflated = batch
-                yield pb.StreamGreeksResponse(
-                    greeks=convert.greeks_batch(
-                        updates, requested_symbols(updates, stream.aliases),
-                        snapshot=False, conflated=conflated, source=source,
-                    )  # fmt: skip
+                await _write(context, 
+                    pb.StreamGreeksResponse(
+                        greeks=convert.greeks_batch(
+                            updates, requested_symbols(updates, stream.aliases),
+                            snapshot=False, conflated=conflated, source=source,
+                        )  # fmt: skip
+                    )
                 )
         finally:
             await stream.close()
@@ -167,6 +176,16 @@ class _MessageMemo:
             )
             self._key, self._updates, self._message = key, updates, message
         return message
+
+
+async def _write(context: Context, message: object) -> None:
+    try:
+        await context.write(message)
+    except Exception:
+        if context.done():
+            # The client went away between our check and the write; the call is over, nothing to report.
+            raise asyncio.CancelledError from None
+        raise
 
 
 def _stream_end(ended: StreamEnded) -> stream_pb2.StreamEnd:

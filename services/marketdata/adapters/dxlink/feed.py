@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterable
 
 from services.marketdata.adapters.dxlink.client import DXLinkClient
 from services.marketdata.domain.events import FeedEvent, FeedKind
-from services.marketdata.ports import FeedStatus
+from services.marketdata.ports import FeedStatus, QuoteTokenSource
 
 __all__ = ["DXLinkFeed"]
 
@@ -17,14 +17,18 @@ class DXLinkFeed:
 
     kind = FeedKind.DXFEED
 
-    def __init__(self, client: DXLinkClient) -> None:
+    def __init__(self, client: DXLinkClient, tokens: QuoteTokenSource | None = None) -> None:
         self.client = client
+        self._tokens = tokens
 
     async def start(self) -> None:
         self.client.start()
 
     async def close(self) -> None:
         await self.client.close()
+        close_tokens = getattr(self._tokens, "close", None)
+        if close_tokens is not None:
+            await close_tokens()
 
     async def subscribe(self, event_type: str, symbols: Iterable[str]) -> None:
         await self.client.subscribe(event_type, symbols)
