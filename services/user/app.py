@@ -61,6 +61,7 @@ from services.user.ports import (
     SessionRepository,
     SigningKeyStore,
     ThrottleStore,
+    UserEvents,
     UserRepository,
     VerificationRepository,
 )
@@ -247,6 +248,7 @@ class UserApp:
         secrets: SecretSource,
         clock: Clock,
         codes: CodeSender,
+        events: UserEvents,
         audit: AuditTrail,
         policy: UserPolicy,
     ) -> None:
@@ -262,6 +264,7 @@ class UserApp:
         self._secrets = secrets
         self._clock = clock
         self._codes = codes
+        self._events = events
         self._audit = audit
         self.policy = policy
         self._dummy_hash: str | None = None
@@ -564,6 +567,7 @@ class UserApp:
         if not await self._users.delete(target):
             raise UserNotFound(target)
         await self._audit.record("user.deleted", actor=actor.user_id, subject=target, details=None)
+        await self._events.user_deleted(target, now)
 
     async def update_roles(self, identity: Identity, user_id: str, roles: Sequence[Role]) -> UserView:
         """Replace a user's roles (admin only).

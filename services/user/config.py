@@ -11,7 +11,7 @@ __all__ = ["UserSettings"]
 
 _STORAGES = ("postgres", "memory")
 _ALGORITHMS = ("EdDSA", "ES256")
-_CODE_DELIVERY = ("outbox",)
+_CODE_DELIVERY = ("outbox", "bus")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -38,8 +38,9 @@ class UserSettings(ServerSettings):
         trusted_proxy_hops: Proxies in front that append to ``x-forwarded-for`` (1 behind the Envoy gateway);
             0 takes the client address from the connection.
         bootstrap_admin_email, bootstrap_admin_password: An admin created (or promoted) at start-up.
-        code_delivery: Where one-time codes go: ``outbox`` (in-process, read by the embedded notification
-            path).
+        code_delivery: Where one-time codes and user events go: ``bus`` (published on RabbitMQ for the
+            notification service) or ``outbox`` (kept in process: tests, a single-process demo).
+        rabbitmq_url: AMQP URL (``USER_RABBITMQ_URL``), required with bus delivery.
         maintenance_interval_seconds: Period of key rotation checks and session purges.
     """
 
@@ -64,8 +65,11 @@ class UserSettings(ServerSettings):
     trusted_proxy_hops: int = env("TRUSTED_PROXY_HOPS", default=0, ge=0, le=5)
     bootstrap_admin_email: str | None = env("BOOTSTRAP_ADMIN_EMAIL", default=None)
     bootstrap_admin_password: Secret | None = env("BOOTSTRAP_ADMIN_PASSWORD", default=None)
-    code_delivery: str = env("CODE_DELIVERY", default="outbox")
+    code_delivery: str = env("CODE_DELIVERY", default="bus", help="bus or outbox")
+    rabbitmq_url: Secret | None = env("RABBITMQ_URL", default=None, help="amqp://user:password@host:5672/vhost")
     maintenance_interval_seconds: float = env("MAINTENANCE_INTERVAL_SECONDS", default=300.0, ge=1.0)
+    # Set by the embedded runner, which hands over its in-process bus instead of a RabbitMQ URL.
+    bus_provided: bool = False
 
     def __post_init__(self) -> None:
         def name(field: str) -> str:
@@ -84,6 +88,8 @@ class UserSettings(ServerSettings):
             raise InvalidSettingError(name("jwt_algorithm"), f"expected one of {', '.join(_ALGORITHMS)}")
         if self.code_delivery not in _CODE_DELIVERY:
             raise InvalidSettingError(name("code_delivery"), f"expected one of {', '.join(_CODE_DELIVERY)}")
+        if self.code_delivery == "bus" and self.rabbitmq_url is None and not self.bus_provided:
+            raise MissingSettingError(name("rabbitmq_url"), "AMQP URL, required when USER_CODE_DELIVERY=bus")
         if (self.bootstrap_admin_email is None) != (self.bootstrap_admin_password is None):
             raise MissingSettingError(
                 name("bootstrap_admin_password" if self.bootstrap_admin_password is None else "bootstrap_admin_email"),

@@ -30,6 +30,7 @@ __all__ = [
     "SessionRepository",
     "SigningKeyStore",
     "ThrottleStore",
+    "UserEvents",
     "UserRepository",
     "VerificationRepository",
 ]
@@ -299,6 +300,14 @@ class CodeSender(Protocol):
 
     async def send(self, message: OutboundCode) -> None:
         """Deliver ``message``; raise if it could not be handed over."""
+        ...
+
+
+class UserEvents(Protocol):
+    """Announces changes other services act on (the notification service stops delivering to a deleted user)."""
+
+    async def user_deleted(self, user_id: str, at: datetime) -> None:
+        """Announce that a user and all their data are gone."""
         ...
 
 

@@ -45,7 +45,11 @@ async def drop_schema(dsn: str, schema: str) -> None:
 
 def memory_settings(**overrides: Any) -> UserSettings:
     """Settings with in-memory storage and a fresh audit key."""
-    values: dict[str, Any] = {"storage": "memory", "audit_signing_key": Secret(AuditSigner.generate().seed_b64())}
+    values: dict[str, Any] = {
+        "storage": "memory",
+        "code_delivery": "outbox",
+        "audit_signing_key": Secret(AuditSigner.generate().seed_b64()),
+    }
     values.update(overrides)
     return UserSettings.from_env({}, **values)
 
@@ -54,6 +58,7 @@ def postgres_settings(dsn: str, schema: str, **overrides: Any) -> UserSettings:
     """Settings with PostgreSQL storage in ``schema`` and fresh keys."""
     values: dict[str, Any] = {
         "storage": "postgres",
+        "code_delivery": "outbox",
         "database_url": Secret(dsn),
         "database_schema": schema,
         "secret_keys": Secret(f"1:{generate_key()}"),

@@ -14,10 +14,12 @@ from tastyplat.user.v1 import user_service_pb2_grpc as pb_grpc
 
 from services.embedded.resources import EmbeddedResources
 from services.platform.audit import AuditLog, AuditSigner, MemoryAuditStore, PostgresAuditStore
+from services.platform.bus import MessageBus, RabbitMqBus
 from services.platform.clock import Clock
 from services.platform.crypto import SecretKeyring, generate_key
 from services.platform.server import ServiceRegistration
 from services.platform.settings import Secret
+from services.user.adapters.events import BusCodeSender, BusUserEvents, RecordedUserEvents
 from services.user.adapters.hashing import Argon2Hasher, Argon2Parameters
 from services.user.adapters.jwt_tokens import JwtCodec, KeyPairFactory
 from services.user.adapters.memory import MemoryStorage
@@ -29,9 +31,9 @@ from services.user.app import SigningKeys, UserApp, UserPolicy
 from services.user.config import UserSettings
 from services.user.domain.keys import KeyRotationPolicy, SigningAlgorithm
 from services.user.domain.sessions import SessionPolicy
-from services.user.ports import SecretSource
+from services.user.ports import CodeSender, SecretSource, UserEvents
 
-__all__ = ["SERVICE_NAME", "UserComponents", "build", "embedded", "policy_from_settings", "registration"]
+__all__ = ["SERVICE_NAME", "BusSlot", "UserComponents", "build", "embedded", "policy_from_settings", "registration"]
 
 log = logging.getLogger("tastyplat.user")
 
@@ -57,6 +59,20 @@ def policy_from_settings(settings: UserSettings) -> UserPolicy:
     )
 
 
+class BusSlot:
+    """The bus codes and events go to, filled at start-up (RabbitMQ) or at once (the embedded bus)."""
+
+    def __init__(self, bus: MessageBus | None = None) -> None:
+        """Hold ``bus`` (None until connected)."""
+        self.bus = bus
+
+    def __call__(self) -> MessageBus:
+        """The connected bus."""
+        if self.bus is None:
+            raise RuntimeError("the message bus is not connected")
+        return self.bus
+
+
 @dataclass
 class UserComponents:
     """Everything the composition root built, for the lifecycle hooks and for tests.
@@ -65,27 +81,46 @@ class UserComponents:
         settings: The settings.
         app: The use cases.
         servicer: The gRPC servicer.
-        outbox: Where one-time codes go.
+        outbox: Where one-time codes go with outbox delivery (empty with bus delivery).
+        events: User events with outbox delivery.
         audit: The audit log.
         database: The PostgreSQL database (None with memory storage).
+        bus: The bus codes and events are published on (bus delivery).
     """
 
     settings: UserSettings
     app: UserApp
     servicer: UserServicer
     outbox: MemoryOutbox
+    events: RecordedUserEvents
     audit: AuditLog
     database: PostgresDatabase | None
+    bus: BusSlot
+    _owns_bus: bool = False
     _maintenance: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Migrate and connect, initialize the audit log, load keys, create the bootstrap admin, start upkeep."""
+        """Connect (database, bus), initialize the audit log, load keys, create the bootstrap admin, start upkeep.
+
+        On failure whatever was opened is closed again before the error propagates.
+        """
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        s = self.settings
+        if s.code_delivery == "bus" and self.bus.bus is None:
+            assert s.rabbitmq_url is not None  # checked by the settings
+            self.bus.bus = await RabbitMqBus.connect(s.rabbitmq_url.reveal())
+            self._owns_bus = True
         if self.database is not None:
             applied = await self.database.connect()
             log.info("user database ready", extra={"schema": self.database.schema, "migrations_applied": applied})
         await self.audit.start()
         await self.app.start()
-        s = self.settings
         if s.bootstrap_admin_email is not None and s.bootstrap_admin_password is not None:
             await self.app.ensure_admin(email=s.bootstrap_admin_email, password=s.bootstrap_admin_password.reveal())
         self._maintenance = asyncio.create_task(self._maintain(), name="user-maintenance")
@@ -107,6 +142,10 @@ class UserComponents:
             self._maintenance = None
         if self.database is not None:
             await self.database.close()
+        if self._owns_bus and self.bus.bus is not None:
+            await self.bus.bus.close()
+            self.bus.bus = None
+            self._owns_bus = False
 
 
 def build(
@@ -115,6 +154,7 @@ def build(
     clock: Clock,
     secrets: SecretSource | None = None,
     hasher: Argon2Hasher | None = None,
+    bus: MessageBus | None = None,
 ) -> UserComponents:
     """Build the service from its settings (nothing connects until ``UserComponents.start``).
 
@@ -123,6 +163,8 @@ def build(
         clock: The clock (``SystemClock`` in production, a fake in tests).
         secrets: Randomness (the OS CSPRNG unless a test passes another).
         hasher: Password hasher (argon2id with the settings' cost unless given).
+        bus: An already connected bus (the embedded runner's); with bus delivery and none given, RabbitMQ is
+            connected at start from ``USER_RABBITMQ_URL``.
     """
     database: PostgresDatabase | None = None
     storage: MemoryStorage | PostgresStorage
@@ -139,6 +181,14 @@ def build(
     policy = policy_from_settings(settings)
     audit = AuditLog(audit_store, AuditSigner.from_seed(settings.audit_signing_key.reveal()), clock.now)
     outbox = MemoryOutbox()
+    recorded = RecordedUserEvents()
+    slot = BusSlot(bus)
+    codes: CodeSender
+    events: UserEvents
+    if settings.code_delivery == "bus":
+        codes, events = BusCodeSender(slot), BusUserEvents(slot)
+    else:
+        codes, events = outbox, recorded
     keys = SigningKeys(
         storage.keys, KeyPairFactory(SigningAlgorithm(settings.jwt_algorithm)), secrets, clock, policy.keys,
         policy.key_reload_interval,
@@ -156,12 +206,13 @@ def build(
         ),
         secrets=secrets,
         clock=clock,
-        codes=outbox,
+        codes=codes,
+        events=events,
         audit=audit,
         policy=policy,
     )
     servicer = UserServicer(app, trusted_proxy_hops=settings.trusted_proxy_hops)
-    return UserComponents(settings, app, servicer, outbox, audit, database)
+    return UserComponents(settings, app, servicer, outbox, recorded, audit, database, slot)
 
 
 def registration(components: UserComponents) -> ServiceRegistration:
@@ -219,5 +270,7 @@ async def embedded(resources: EmbeddedResources) -> ServiceRegistration:
         secret_keys=Secret(secrets["secret_keys"]),
         audit_signing_key=Secret(secrets["audit_signing_key"]),
         trusted_proxy_hops=1,
+        code_delivery="bus",
+        bus_provided=True,
     )
-    return registration(build(settings, clock=resources.clock))
+    return registration(build(settings, clock=resources.clock, bus=resources.bus))

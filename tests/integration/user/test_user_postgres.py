@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -16,12 +17,13 @@ import grpc.aio
 import jwt
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tastyplat.type.v1 import channel_pb2
 from tastyplat.user.v1 import user_service_pb2 as pb
 from tastyplat.user.v1 import user_service_pb2_grpc as pb_grpc
 
 from services.embedded.resources import EmbeddedResources
 from services.platform.audit import AuditSigner
-from services.platform.bus import InProcessBus
+from services.platform.bus import InProcessBus, RabbitMqBus
 from services.platform.cache import InProcessCache
 from services.platform.clock import FakeClock, SystemClock
 from services.platform.crypto import SecretDecryptionError, generate_key
@@ -35,6 +37,7 @@ from services.user.wiring import UserComponents, build, embedded
 pytestmark = pytest.mark.integration
 
 PASSWORD = "integration passphrase"
+RABBITMQ_URL = os.environ.get("TASTYPLAT_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
@@ -230,13 +233,15 @@ async def test_main_without_required_setting_stops_naming_it() -> None:
     assert result.returncode == 2 and "USER_AUDIT_SIGNING_KEY" in result.stderr
 
 
-async def test_main_serves_on_postgres_and_stops_on_sigterm(schema: str) -> None:
+async def test_main_serves_on_postgres_and_rabbitmq_and_stops_on_sigterm(schema: str) -> None:
     port = _free_port()
     env = _environment(
         USER_HOST="127.0.0.1", USER_PORT=str(port), USER_DATABASE_URL=LOCAL_POSTGRES_DSN, USER_DATABASE_SCHEMA=schema,
         USER_SECRET_KEYS=f"1:{generate_key()}", USER_AUDIT_SIGNING_KEY=AuditSigner.generate().seed_b64(),
-        USER_DRAIN_SECONDS="0",
+        USER_DRAIN_SECONDS="0", USER_RABBITMQ_URL=RABBITMQ_URL,
     )
+    bus = await RabbitMqBus.connect(RABBITMQ_URL)
+    codes = await bus.subscribe("user.code.requested")
     process = subprocess.Popen([sys.executable, "-m", "services.user"], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -256,12 +261,28 @@ async def test_main_serves_on_postgres_and_stops_on_sigterm(schema: str) -> None
             stub = pb_grpc.UserServiceStub(channel)
             await stub.CreateUser(pb.CreateUserRequest(email="alice@example.com", password=PASSWORD))
             login = await stub.Login(pb.LoginRequest(email="alice@example.com", password=PASSWORD))
-            me = await stub.GetUser(pb.GetUserRequest(user_id="me"),
-                                    metadata=[("authorization", f"Bearer {login.tokens.access_token}")])
+            auth = [("authorization", f"Bearer {login.tokens.access_token}")]
+            me = await stub.GetUser(pb.GetUserRequest(user_id="me"), metadata=auth)
             assert me.user.email == "alice@example.com"
+            await stub.SendVerificationCode(
+                pb.SendVerificationCodeRequest(user_id="me", channel=channel_pb2.CHANNEL_KIND_EMAIL), metadata=auth
+            )
+            while True:
+                delivery = await asyncio.wait_for(anext(codes), 10)
+                await delivery.ack()
+                message = json.loads(delivery.payload)
+                if message["user_id"] == me.user.user_id:
+                    break
+            verified = await stub.VerifyContact(
+                pb.VerifyContactRequest(user_id="me", channel=channel_pb2.CHANNEL_KIND_EMAIL, code=message["code"]),
+                metadata=auth,
+            )
+            assert verified.notification_preferences.email_verified
         process.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(process.wait, 30) == 0
     finally:
+        await codes.close()
+        await bus.close()
         if process.poll() is None:
             process.kill()
             process.wait()
@@ -274,7 +295,7 @@ async def test_main_serves_on_postgres_and_stops_on_sigterm(schema: str) -> None
 async def test_rotate_signing_key_command(schema: str) -> None:
     env = _environment(
         USER_DATABASE_URL=LOCAL_POSTGRES_DSN, USER_DATABASE_SCHEMA=schema, USER_SECRET_KEYS=f"1:{generate_key()}",
-        USER_AUDIT_SIGNING_KEY=AuditSigner.generate().seed_b64(),
+        USER_AUDIT_SIGNING_KEY=AuditSigner.generate().seed_b64(), USER_CODE_DELIVERY="outbox",
     )
     result = await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "services.user", "rotate-signing-key"], capture_output=True, text=True,

@@ -6,10 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from services.platform.audit import AuditSigner
 from services.platform.clock import FakeClock
-from services.platform.settings import Secret
 from services.user.config import UserSettings
+from services.user.testing import memory_settings
 from services.user.wiring import UserComponents, build
 
 
@@ -20,9 +19,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def settings() -> UserSettings:
-    return UserSettings.from_env(
-        {}, storage="memory", audit_signing_key=Secret(AuditSigner.generate().seed_b64())
-    )
+    return memory_settings()
 
 
 @pytest.fixture

@@ -111,6 +111,11 @@ def test_jwks_to_proto_keeps_member_names() -> None:
 SEED = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 
 
+def test_settings_bus_delivery_needs_rabbitmq_url() -> None:
+    with pytest.raises(MissingSettingError, match="USER_RABBITMQ_URL"):
+        UserSettings.from_env({"USER_STORAGE": "memory", "USER_AUDIT_SIGNING_KEY": SEED})
+
+
 def test_settings_missing_audit_key_names_the_variable() -> None:
     with pytest.raises(MissingSettingError, match="USER_AUDIT_SIGNING_KEY"):
         UserSettings.from_env({"USER_STORAGE": "memory"})
@@ -126,16 +131,19 @@ def test_settings_postgres_needs_secret_keys() -> None:
         UserSettings.from_env({"USER_AUDIT_SIGNING_KEY": SEED, "USER_DATABASE_URL": "postgresql://x/y"})
 
 
+MEMORY = {"USER_STORAGE": "memory", "USER_CODE_DELIVERY": "outbox", "USER_AUDIT_SIGNING_KEY": SEED}
+
+
 def test_settings_refuse_argon2_below_owasp_minimum() -> None:
     with pytest.raises(InvalidSettingError, match="USER_ARGON2_MEMORY_KIB"):
-        UserSettings.from_env({"USER_STORAGE": "memory", "USER_AUDIT_SIGNING_KEY": SEED, "USER_ARGON2_MEMORY_KIB": "4096"})
+        UserSettings.from_env({**MEMORY, "USER_ARGON2_MEMORY_KIB": "4096"})
 
 
 def test_settings_refuse_unknown_jwt_algorithm() -> None:
     with pytest.raises(InvalidSettingError, match="USER_JWT_ALGORITHM"):
-        UserSettings.from_env({"USER_STORAGE": "memory", "USER_AUDIT_SIGNING_KEY": SEED, "USER_JWT_ALGORITHM": "HS256"})
+        UserSettings.from_env({**MEMORY, "USER_JWT_ALGORITHM": "HS256"})
 
 
 def test_settings_hide_secrets_in_repr() -> None:
-    settings = UserSettings.from_env({"USER_STORAGE": "memory", "USER_AUDIT_SIGNING_KEY": SEED})
+    settings = UserSettings.from_env(MEMORY)
     assert SEED not in repr(settings) and settings.port == 8084
