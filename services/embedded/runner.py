@@ -30,7 +30,9 @@ log = logging.getLogger("tastyplat.embedded")
 
 # Services whose behaviour has landed, by the module holding their `embedded(resources)` factory. Every other
 # service of the catalogue is served by a pending servicer that answers UNIMPLEMENTED naming its issue.
-WIRING: dict[str, str] = {}
+WIRING: dict[str, str] = {
+    "broker": "services.broker.wiring",
+}
 
 Factory = Callable[[EmbeddedResources], Awaitable[ServiceRegistration]]
 
