@@ -26,6 +26,7 @@ from services.calculator.domain.errors import (
 )
 from services.calculator.domain.model import GREEKS_OUTPUTS, MAX_LISTED_VIOLATIONS, ExerciseStyle, OptionKind
 from services.calculator.domain.pricing import (
+    AMERICAN_RATE,
     FINITE,
     NON_NEGATIVE,
     POSITIVE,
@@ -281,6 +282,14 @@ def _check_positions(p: Positions) -> None:
             ),
         )
     found.add_mask(
+        7,
+        is_option & (p.style == int(ExerciseStyle.AMERICAN)) & (p.rate < 0.0),
+        lambda i: FieldViolation(
+            f"positions[{i}].option.rate", f"must be {AMERICAN_RATE.text}, got {float(p.rate[i])!r}",
+            FieldInvalid.reason,
+        ),
+    )
+    found.add_mask(
         3,
         is_option & (p.multiplier == 0.0),
         lambda i: FieldViolation(
@@ -375,6 +384,31 @@ def _per_share_greeks(p: Positions, is_option: BoolArray) -> dict[str, FloatArra
     return per_share
 
 
+def _scale(
+    p: Positions, per_share: dict[str, FloatArray], is_option: BoolArray, beta: FloatArray, bench: float
+) -> PositionGreeks:
+    multiplier = np.where(is_option | (p.multiplier != 0.0), p.multiplier, 1.0)
+    shares = p.quantity * multiplier
+    spot = p.underlying_price
+    # Adding 0.0 turns the -0.0 of "zero Greek times a short quantity" into 0.0.
+    scaled = {name: per_share[name] * shares + 0.0 for name in GREEKS_OUTPUTS}
+    delta_shares = scaled["delta"]
+    return PositionGreeks(
+        ids=list(p.ids),
+        underlying_symbols=list(p.underlying_symbols),
+        market_value=scaled["price"],
+        delta_shares=delta_shares,
+        delta_dollars=delta_shares * spot + 0.0,
+        gamma=scaled["gamma"],
+        theta=scaled["theta"],
+        vega=scaled["vega"],
+        rho=scaled["rho"],
+        vanna=scaled["vanna"],
+        charm=scaled["charm"],
+        beta_weighted_delta=beta * spot * delta_shares / bench + 0.0,
+    )
+
+
 def _check_finite(positions: PositionGreeks) -> None:
     bad = np.zeros(len(positions.ids), dtype=np.bool_)
     for name in ("market_value", "delta_dollars", "gamma", "theta", "vega", "rho", "vanna", "charm",
@@ -423,28 +457,37 @@ def aggregate_portfolio_greeks(request: PortfolioRequest) -> PortfolioGreeks:
 
     is_option = p.instrument == int(Instrument.OPTION)
     per_share = _per_share_greeks(p, is_option)
-    multiplier = np.where(is_option | (p.multiplier != 0.0), p.multiplier, 1.0)
-    shares = p.quantity * multiplier
-    spot = p.underlying_price
-    # Adding 0.0 turns the -0.0 of "zero Greek times a short quantity" into 0.0.
-    scaled = {name: per_share[name] * shares + 0.0 for name in GREEKS_OUTPUTS}
-    delta_shares = scaled["delta"]
-    positions = PositionGreeks(
-        ids=list(p.ids),
-        underlying_symbols=list(p.underlying_symbols),
-        market_value=scaled["price"],
-        delta_shares=delta_shares,
-        delta_dollars=delta_shares * spot + 0.0,
-        gamma=scaled["gamma"],
-        theta=scaled["theta"],
-        vega=scaled["vega"],
-        rho=scaled["rho"],
-        vanna=scaled["vanna"],
-        charm=scaled["charm"],
-        beta_weighted_delta=beta * spot * delta_shares / bench + 0.0,
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by _check_finite below
+        positions = _scale(p, per_share, is_option, beta, bench)
+    _check_finite(positions)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum is reported below
+        underlyings, total = _sum_up(positions, p.underlying_price[first], beta[first], unique, inverse, bench)
+    for value in (total.market_value, total.delta_dollars, total.theta, total.vega, total.rho,
+                  total.beta_weighted_delta, total.beta_weighted_delta_dollars,
+                  *(u.gamma for u in underlyings), *(u.vanna for u in underlyings), *(u.charm for u in underlyings),
+                  *(u.delta_shares for u in underlyings)):
+        if not math.isfinite(value):
+            raise invalid_argument(
+                "the portfolio's sums overflow double precision",
+                [FieldViolation("positions", "quantities and prices too large to sum", FieldInvalid.reason)],
+            )
+    return PortfolioGreeks(
+        positions=positions,
+        underlyings=underlyings,
+        total=total,
+        benchmark_symbol=request.benchmark_symbol,
+        benchmark_price=bench,
     )
 
-    _check_finite(positions)
+
+def _sum_up(
+    positions: PositionGreeks,
+    u_spot: FloatArray,
+    u_beta: FloatArray,
+    unique: npt.NDArray[np.str_],
+    inverse: IntArray,
+    bench: float,
+) -> tuple[tuple[UnderlyingGreeks, ...], PortfolioTotal]:
     k = len(unique)
 
     def per_underlying(values: FloatArray) -> FloatArray:
@@ -453,7 +496,6 @@ def aggregate_portfolio_greeks(request: PortfolioRequest) -> PortfolioGreeks:
     counts = np.bincount(inverse, minlength=k)
     sums = {name: per_underlying(getattr(positions, name)) for name in (
         "market_value", "delta_shares", "gamma", "theta", "vega", "rho", "vanna", "charm")}
-    u_spot, u_beta = spot[first], beta[first]
     u_delta_dollars = sums["delta_shares"] * u_spot + 0.0
     u_bwd = u_beta * u_spot * sums["delta_shares"] / bench + 0.0
     underlyings = tuple(
@@ -477,7 +519,7 @@ def aggregate_portfolio_greeks(request: PortfolioRequest) -> PortfolioGreeks:
     )
     total_bwd = float(u_bwd.sum()) + 0.0
     total = PortfolioTotal(
-        position_count=n,
+        position_count=len(positions.ids),
         market_value=float(sums["market_value"].sum()) + 0.0,
         delta_dollars=float(u_delta_dollars.sum()) + 0.0,
         theta=float(sums["theta"].sum()) + 0.0,
@@ -486,16 +528,4 @@ def aggregate_portfolio_greeks(request: PortfolioRequest) -> PortfolioGreeks:
         beta_weighted_delta=total_bwd,
         beta_weighted_delta_dollars=total_bwd * bench + 0.0,
     )
-    for value in (total.market_value, total.delta_dollars, total.theta, total.vega, total.rho, total_bwd):
-        if not math.isfinite(value):
-            raise invalid_argument(
-                "the portfolio's totals overflow double precision",
-                [FieldViolation("positions", "quantities and prices too large to sum", FieldInvalid.reason)],
-            )
-    return PortfolioGreeks(
-        positions=positions,
-        underlyings=underlyings,
-        total=total,
-        benchmark_symbol=request.benchmark_symbol,
-        benchmark_price=bench,
-    )
+    return underlyings, total

@@ -9,7 +9,7 @@ clean 100,000-element batch costs a few tens of microseconds to validate.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import core_ext
@@ -81,13 +81,14 @@ class Rule:
 
     lower: float | None = None
     inclusive: bool = False
+    note: str = ""
 
     @property
     def text(self) -> str:
         """The rule as a human reads it."""
         if self.lower is None:
             return "a finite number"
-        return f"a finite number {'>=' if self.inclusive else '>'} {self.lower:g}"
+        return f"a finite number {'>=' if self.inclusive else '>'} {self.lower:g}{self.note}"
 
     def holds(self, value: float) -> bool:
         """Tell whether one value meets the rule (NaN never does)."""
@@ -121,6 +122,13 @@ class Rule:
 FINITE = Rule()
 POSITIVE = Rule(0.0)
 NON_NEGATIVE = Rule(0.0, inclusive=True)
+# Bjerksund-Stensland (2002) assumes a non-negative rate; core_ext refuses a negative one for American style.
+AMERICAN_RATE = Rule(0.0, inclusive=True, note=" for American options (Bjerksund-Stensland 2002)")
+
+
+def rate_rule(style_code: int) -> Rule:
+    """The rule for the risk-free rate under an ``ExerciseStyle`` code (any finite rate for European)."""
+    return AMERICAN_RATE if style_code == int(ExerciseStyle.AMERICAN) else FINITE
 
 
 def rule_violation(field: str, value: float, rule: Rule) -> FieldViolation | None:
@@ -196,20 +204,25 @@ def compute_greeks(inputs: GreeksInputs) -> Greeks:
         ("strike_price", inputs.strike_price, POSITIVE),
         ("expiry_years", inputs.expiry_years, NON_NEGATIVE),
         ("volatility", inputs.volatility, POSITIVE),
-        ("rate", inputs.rate, FINITE),
+        ("rate", inputs.rate, rate_rule(inputs.style)),
         ("dividend_yield", inputs.dividend_yield, FINITE),
     )
     kind, style = _check_single(inputs.kind, inputs.style, numbers, "option")
-    out = core_ext.greeks(
-        kind.kernel_name,
-        inputs.spot_price,
-        inputs.strike_price,
-        inputs.expiry_years,
-        inputs.volatility,
-        rate=inputs.rate,
-        dividend_yield=inputs.dividend_yield,
-        style=style.kernel_name,
-    )
+    try:
+        out = core_ext.greeks(
+            kind.kernel_name,
+            inputs.spot_price,
+            inputs.strike_price,
+            inputs.expiry_years,
+            inputs.volatility,
+            rate=inputs.rate,
+            dividend_yield=inputs.dividend_yield,
+            style=style.kernel_name,
+        )
+    except ValueError:
+        # Every argument passed the checks above, so what is left is the kernel's "too extreme for a finite
+        # result in double precision".
+        raise _overflow([name for name, _, _ in numbers]) from None
     greeks = Greeks(*(float(getattr(out, name)) for name in GREEKS_OUTPUTS))
     if not all(math.isfinite(getattr(greeks, name)) for name in GREEKS_OUTPUTS):
         raise _overflow([name for name, _, _ in numbers])
@@ -245,7 +258,7 @@ def compute_implied_volatility(inputs: ImpliedVolatilityInputs) -> float:
         ("spot_price", inputs.spot_price, POSITIVE),
         ("strike_price", inputs.strike_price, POSITIVE),
         ("expiry_years", inputs.expiry_years, POSITIVE),
-        ("rate", inputs.rate, FINITE),
+        ("rate", inputs.rate, rate_rule(inputs.style)),
         ("dividend_yield", inputs.dividend_yield, FINITE),
     )
     kind, style = _check_single(inputs.kind, inputs.style, numbers, "option")
@@ -271,7 +284,10 @@ def compute_implied_volatility(inputs: ImpliedVolatilityInputs) -> float:
             field_violations=[FieldViolation("option_price", "at or below intrinsic value", PriceBelowIntrinsic.reason)],
         )
     if code == STATUS_ABOVE_MAXIMUM:
-        bound = "discounted spot" if kind is OptionKind.CALL else "discounted strike"
+        if style is ExerciseStyle.AMERICAN:
+            bound = "model's value as volatility grows without bound"
+        else:
+            bound = "discounted spot" if kind is OptionKind.CALL else "discounted strike"
         raise PriceAboveMaximum(
             f"option price {price!r} is at or above the no-arbitrage maximum (the {bound}): no volatility "
             "reproduces it",
@@ -297,35 +313,44 @@ def check_batch_size(n: int, what: str = "elements") -> None:
 # (column name, rule, may be empty meaning 0.0)
 _Column = tuple[str, Rule | None, bool]
 
-_GREEKS_COLUMNS: tuple[_Column, ...] = (
-    ("is_call", None, False),
-    ("spot_prices", POSITIVE, False),
-    ("strike_prices", POSITIVE, False),
-    ("expiry_years", NON_NEGATIVE, False),
-    ("volatilities", POSITIVE, False),
-    ("rates", FINITE, True),
-    ("dividend_yields", FINITE, True),
-)
-_IV_COLUMNS: tuple[_Column, ...] = (
-    ("is_call", None, False),
-    ("option_prices", POSITIVE, False),
-    ("spot_prices", POSITIVE, False),
-    ("strike_prices", POSITIVE, False),
-    ("expiry_years", POSITIVE, False),
-    ("rates", FINITE, True),
-    ("dividend_yields", FINITE, True),
-)
+
+
+def _greeks_columns(style: ExerciseStyle) -> tuple[_Column, ...]:
+    return (
+        ("is_call", None, False),
+        ("spot_prices", POSITIVE, False),
+        ("strike_prices", POSITIVE, False),
+        ("expiry_years", NON_NEGATIVE, False),
+        ("volatilities", POSITIVE, False),
+        ("rates", rate_rule(style), True),
+        ("dividend_yields", FINITE, True),
+    )
+
+
+def _iv_columns(style: ExerciseStyle) -> tuple[_Column, ...]:
+    return (
+        ("is_call", None, False),
+        ("option_prices", POSITIVE, False),
+        ("spot_prices", POSITIVE, False),
+        ("strike_prices", POSITIVE, False),
+        ("expiry_years", POSITIVE, False),
+        ("rates", rate_rule(style), True),
+        ("dividend_yields", FINITE, True),
+    )
 
 _Batch = GreeksBatch | ImpliedVolatilityBatch
 
 
-def _check_batch_shape(batch: _Batch, columns: Sequence[_Column]) -> tuple[int, ExerciseStyle]:
+def _check_batch_shape(
+    batch: _Batch, column_rules: Callable[[ExerciseStyle], Sequence[_Column]]
+) -> tuple[int, ExerciseStyle, Sequence[_Column]]:
     n = batch.size
     check_batch_size(n)
     style = exercise_style(batch.style, "style")
     if isinstance(style, FieldViolation):
         _raise_if([style], "batch")
     assert isinstance(style, ExerciseStyle)
+    columns = column_rules(style)
     violations: list[FieldViolation] = []
     for name, _, may_be_empty in columns:
         length = len(getattr(batch, name))
@@ -342,7 +367,7 @@ def _check_batch_shape(batch: _Batch, columns: Sequence[_Column]) -> tuple[int, 
                                ColumnLengthMismatch.reason)
             )
     _raise_if(violations, "batch columns")
-    return n, style
+    return n, style, columns
 
 
 def _element_violations(
@@ -414,11 +439,11 @@ def compute_greeks_batch(batch: GreeksBatch) -> GreeksBatchResult:
         ColumnLengthMismatch: A column's length is neither n nor 1.
         FieldInvalid: Invalid elements without ``mark_invalid_elements`` (the first 100 named with index).
     """
-    n, style = _check_batch_shape(batch, _GREEKS_COLUMNS)
+    n, style, columns = _check_batch_shape(batch, _greeks_columns)
     if n == 0:
         empty = np.empty(0, dtype=np.float64)
         return GreeksBatchResult(*([empty] * len(GREEKS_OUTPUTS)), status=np.empty(0, dtype=np.uint8))
-    violations, count, invalid = _element_violations(batch, _GREEKS_COLUMNS, n)
+    violations, count, invalid = _element_violations(batch, columns, n)
     if violations and not batch.mark_invalid_elements:
         _raise_element_errors(violations, count)
     out = core_ext.greeks_array(
@@ -433,17 +458,53 @@ def compute_greeks_batch(batch: GreeksBatch) -> GreeksBatchResult:
     )
     arrays = [np.asarray(getattr(out, name), dtype=np.float64) for name in GREEKS_OUTPUTS]
     status = np.asarray(out.status).astype(np.uint8, copy=False)
-    # Whatever the kernel says, an element the domain found invalid, or one whose outputs are not all finite,
-    # is INVALID_INPUT with NaN outputs: a NaN or infinity must never pass for a price.
-    unfinished = _non_finite_ok_elements(arrays, status)
+    # An element the kernel could not evaluate although its inputs passed the checks, or whose outputs are not
+    # all finite, is beyond the model's double-precision range: a NaN or infinity must never pass for a price.
+    beyond = _non_finite_ok_elements(arrays, status)
+    refused = status == STATUS_INVALID_INPUT
     if invalid is not None:
-        unfinished = invalid if unfinished is None else unfinished | invalid
-    if unfinished is not None:
+        refused &= ~invalid
+    if refused.any():
+        beyond = refused if beyond is None else beyond | refused
+    if beyond is not None and not batch.mark_invalid_elements:
+        raise _beyond_model_range(beyond, batch, columns)
+    mark = invalid if beyond is None else beyond if invalid is None else beyond | invalid
+    if mark is not None:
         status = status.copy()
-        status[unfinished] = STATUS_INVALID_INPUT
+        status[mark] = STATUS_INVALID_INPUT
         for array in arrays:
-            array[unfinished] = np.nan
+            array[mark] = np.nan
     return GreeksBatchResult(*arrays, status=status)
+
+
+def _beyond_model_range(mask: BoolArray, batch: _Batch, columns: Sequence[_Column]) -> CalculatorError:
+    indexes = np.flatnonzero(mask)
+    first_numeric = columns[1][0]
+
+    def inputs(i: int) -> str:
+        return ", ".join(
+            f"{name}={_element(getattr(batch, name), i)!r}" for name, _, _ in columns if len(getattr(batch, name))
+        )
+
+    violations = [
+        FieldViolation(
+            f"{first_numeric}[{i}]",
+            f"element {i} ({inputs(int(i))}) takes the model outside double precision",
+            FieldInvalid.reason,
+        )
+        for i in indexes[:MAX_LISTED_VIOLATIONS]
+    ]
+    return invalid_argument(
+        f"{len(indexes)} batch element(s) are outside the range the model evaluates in double precision (set "
+        "mark_invalid_elements to get per-element statuses instead)",
+        violations,
+        invalid_elements=str(len(indexes)),
+        listed=str(len(violations)),
+    )
+
+
+def _element(column: npt.NDArray[np.generic], i: int) -> object:
+    return column[0 if len(column) == 1 else i].item()
 
 
 def _non_finite_ok_elements(arrays: Sequence[FloatArray], status: npt.NDArray[np.uint8]) -> BoolArray | None:
@@ -479,10 +540,10 @@ def compute_implied_volatility_batch(batch: ImpliedVolatilityBatch) -> ImpliedVo
         ColumnLengthMismatch: A column's length is neither n nor 1.
         FieldInvalid: Invalid elements without ``mark_invalid_elements``.
     """
-    n, style = _check_batch_shape(batch, _IV_COLUMNS)
+    n, style, columns = _check_batch_shape(batch, _iv_columns)
     if n == 0:
         return ImpliedVolatilityBatchResult(np.empty(0, dtype=np.float64), np.empty(0, dtype=np.uint8))
-    violations, count, invalid = _element_violations(batch, _IV_COLUMNS, n)
+    violations, count, invalid = _element_violations(batch, columns, n)
     if violations and not batch.mark_invalid_elements:
         _raise_element_errors(violations, count)
     vols, raw_status = core_ext.implied_volatility_array(
@@ -497,6 +558,11 @@ def compute_implied_volatility_batch(batch: ImpliedVolatilityBatch) -> ImpliedVo
     )
     vols = np.asarray(vols, dtype=np.float64)
     status = np.asarray(raw_status).astype(np.uint8, copy=False)
+    refused = status == STATUS_INVALID_INPUT
+    if invalid is not None:
+        refused &= ~invalid
+    if refused.any() and not batch.mark_invalid_elements:
+        raise _beyond_model_range(refused, batch, columns)
     ok = status == STATUS_OK
     with np.errstate(invalid="ignore"):
         unsolved = ok & ~((vols > 0.0) & (vols < math.inf))
