@@ -11,6 +11,7 @@ from tastyplat.deltamonitor.v1 import deltamonitor_service_pb2 as pb
 from tastyplat.deltamonitor.v1 import deltamonitor_service_pb2_grpc as pb_grpc
 
 from services.deltamonitor.adapters.calendar import ExchangeCalendar
+from services.embedded.resources import EmbeddedResources
 from services.deltamonitor.adapters.identity import GrpcJwksSource, JwtAuthenticator
 from services.deltamonitor.adapters.peers import GrpcBrokerClient
 from services.deltamonitor.adapters.postgres_store import PostgresStore
@@ -124,14 +125,11 @@ def _from_settings(
     )
 
 
-async def embedded(resources: object, environ: Mapping[str, str] | None = None) -> ServiceRegistration:
+async def embedded(resources: EmbeddedResources, environ: Mapping[str, str] | None = None) -> ServiceRegistration:
     """The delta monitor inside the embedded platform (embedded PostgreSQL, in-process bus, peers on one port).
 
     ``DELTAMONITOR_*`` variables still tune it (pricer, limits, topics); the backends come from ``resources``.
     """
-    from services.embedded.resources import EmbeddedResources
-
-    assert isinstance(resources, EmbeddedResources)
     settings = DeltaMonitorSettings.from_env(
         os.environ if environ is None else environ,
         database_url=Secret(resources.postgres_dsn),

@@ -1,0 +1,1 @@
+"""gRPC edge of the notification service: the servicer, conversions and the alert event decoder."""

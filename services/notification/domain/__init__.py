@@ -1,0 +1,1 @@
+"""Domain of the notification service: channels, deliveries and their state machine, planning, quiet hours."""
