@@ -443,10 +443,14 @@ class MarketDataApp:
         self.quote_hub.end_all(self._ending)
         self.greeks_hub.end_all(self._ending)
 
+    async def quiesce(self, timeout: float = 2.0) -> None:
+        """Wait for the feed unsubscriptions of closed streams to finish."""
+        if self._releases:
+            await asyncio.wait(list(self._releases), timeout=timeout)
+
     async def stop(self) -> None:
         """Stop the background tasks and the feed; write what history is still buffered."""
-        if self._releases:
-            await asyncio.wait(list(self._releases), timeout=2.0)
+        await self.quiesce()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -597,13 +601,6 @@ class MarketDataApp:
         self, caller: str, interest: list[tuple[str, str]], greeks_keys: Sequence[str]
     ) -> collections.abc.Callable[[], collections.abc.Awaitable[None]]:
         async def release() -> None:
-            # Runs in its own task: a cancelled gRPC handler must not wait on feed I/O (a DXLink send)
-            # while its call is being torn down; the hub has already forgotten the stream.
-            task = asyncio.create_task(released())
-            self._releases.add(task)
-            task.add_done_callback(self._releases.discard)
-
-        async def released() -> None:
             self._streams_by_caller[caller] -= 1
             if self._streams_by_caller[caller] <= 0:
                 del self._streams_by_caller[caller]
@@ -617,6 +614,13 @@ class MarketDataApp:
                         siblings.discard(key)
                         if not siblings:
                             self._options_by_underlying.pop(option.underlying, None)
+            # The feed unsubscription runs in its own task: a cancelled gRPC handler must not wait on feed
+            # I/O (a DXLink send) while its call is being torn down.
+            task = asyncio.create_task(unsubscribe())
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
+
+        async def unsubscribe() -> None:
             try:
                 await self._release(interest)
             finally:

@@ -51,6 +51,7 @@ async def test_stream_subscribes_the_feed_and_cancel_releases_at_once(app: Marke
     assert "AAPL" in feed.subscribed["Quote"] and "AAPL" in feed.subscribed["Trade"]
     assert app.open_streams() == 1
     await stream.close()
+    await app.quiesce()
     assert "AAPL" not in feed.subscribed["Quote"]
     assert app.open_streams() == 0
 
@@ -59,8 +60,10 @@ async def test_shared_symbol_stays_subscribed_while_one_stream_follows_it(app: M
     first = await app.open_quote_stream(["SPY"], "alice")
     second = await app.open_quote_stream(["SPY"], "bob")
     await first.close()
+    await app.quiesce()
     assert "SPY" in feed.subscribed["Quote"]
     await second.close()
+    await app.quiesce()
     assert "SPY" not in feed.subscribed["Quote"]
 
 
@@ -210,4 +213,5 @@ async def test_greeks_stream_carries_broker_and_model_values(app: MarketDataApp,
         assert update.option_price == pytest.approx(10.1)
         assert 0 < update.model_delta < 1 and 0 < update.model_volatility < 1
         assert update.underlying_price == pytest.approx(500.0)
+    await app.quiesce()
     assert option not in feed.subscribed["Greeks"]
