@@ -439,7 +439,9 @@ class PostgresAuditStore:
     async def append(self, build: Callable[[AuditHead], tuple[AuditEntry, AuditHead]]) -> AuditEntry:
         """Append in one transaction holding the head's row lock."""
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow("SELECT seq, entry_hash, signature, key_id FROM audit_head WHERE id = 1 FOR UPDATE")
+            row = await conn.fetchrow(
+                "SELECT seq, entry_hash, signature, key_id FROM audit_head WHERE id = 1 FOR UPDATE"
+            )
             if row is None:
                 raise RuntimeError("audit log has no head; it was not initialized or the head was deleted")
             entry, head = build(AuditHead(row["seq"], bytes(row["entry_hash"]), bytes(row["signature"]), row["key_id"]))
@@ -475,7 +477,9 @@ class PostgresAuditStore:
         ]
 
 
-async def _verify_postgres(dsn: str, schema: str, public_keys: Sequence[str], expect_min_seq: int) -> VerificationReport:
+async def _verify_postgres(
+    dsn: str, schema: str, public_keys: Sequence[str], expect_min_seq: int
+) -> VerificationReport:
     import asyncpg
 
     verifier = AuditVerifier(public_keys)

@@ -653,7 +653,10 @@ class UserApp:
             "preferences.updated",
             actor=actor.user_id,
             subject=target,
-            details={"paths": ",".join(sorted(patch.paths)), "contacts_changed": ",".join(sorted(c.value for c in changed))},
+            details={
+                "paths": ",".join(sorted(patch.paths)),
+                "contacts_changed": ",".join(sorted(c.value for c in changed)),
+            },
         )
         for channel in sorted(changed, key=lambda c: c.value):
             contact = updated.contact(channel)

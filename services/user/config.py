@@ -50,7 +50,9 @@ class UserSettings(ServerSettings):
     database_url: Secret | None = env("DATABASE_URL", default=None, help="PostgreSQL DSN")
     database_schema: str = env("DATABASE_SCHEMA", default="user_service")
     secret_keys: Secret | None = env("SECRET_KEYS", default=None, help="<version>:<base64 32-byte key>[,...]")
-    audit_signing_key: Secret = env("AUDIT_SIGNING_KEY", help="base64 Ed25519 seed; `python -m services.platform.audit keygen`")
+    audit_signing_key: Secret = env(
+        "AUDIT_SIGNING_KEY", help="base64 Ed25519 seed; `python -m services.platform.audit keygen`"
+    )
     jwt_issuer: str = env("JWT_ISSUER", default="https://user.tastyplat")
     jwt_audience: str = env("JWT_AUDIENCE", default="tastyplat")
     jwt_algorithm: str = env("JWT_ALGORITHM", default="EdDSA")

@@ -239,7 +239,8 @@ async def _embedded_secrets(dsn: str) -> dict[str, str]:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('tastyplat-user-embedded-secrets'))")
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{_EMBEDDED_SCHEMA}"')
             await conn.execute(
-                f'CREATE TABLE IF NOT EXISTS "{_EMBEDDED_SCHEMA}".embedded_secrets (name text PRIMARY KEY, value text NOT NULL)'
+                f'CREATE TABLE IF NOT EXISTS "{_EMBEDDED_SCHEMA}".embedded_secrets '
+                "(name text PRIMARY KEY, value text NOT NULL)"
             )
             fresh = {"secret_keys": f"1:{generate_key()}", "audit_signing_key": AuditSigner.generate().seed_b64()}
             for name, value in fresh.items():

@@ -518,7 +518,8 @@ class PostgresSessionRepository:
         """Revoke (idempotent: the first revocation's time and reason stay)."""
         async with self._db.connection() as conn:
             row = await conn.fetchrow(
-                "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $2), revoke_reason = COALESCE(revoke_reason, $3) "
+                "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $2), "
+                "revoke_reason = COALESCE(revoke_reason, $3) "
                 "WHERE session_id = $1 RETURNING session_id",
                 session_id, at, reason.value,
             )
@@ -623,7 +624,8 @@ class PostgresVerificationRepository:
                 challenge.consumed_at,
             )
             await conn.execute(
-                "INSERT INTO code_sends (destination, sent_at) VALUES ($1, $2)", challenge.destination, challenge.created_at
+                "INSERT INTO code_sends (destination, sent_at) VALUES ($1, $2)",
+                challenge.destination, challenge.created_at,
             )
 
     async def latest(self, user_id: str, channel: ContactChannel) -> VerificationChallenge | None:
@@ -715,7 +717,8 @@ class PostgresSigningKeyStore:
         """Every key, decrypted (a key version missing from the keyring fails loudly)."""
         async with self._db.connection() as conn:
             rows = await conn.fetch(
-                "SELECT kid, algorithm, private_key, public_jwk::text AS jwk, created_at, activates_at FROM signing_keys"
+                "SELECT kid, algorithm, private_key, public_jwk::text AS jwk, created_at, activates_at "
+                "FROM signing_keys"
             )
         return [
             SigningKey(
@@ -736,7 +739,8 @@ class PostgresSigningKeyStore:
             await conn.execute(
                 "INSERT INTO signing_keys (kid, algorithm, private_key, public_jwk, created_at, activates_at) "
                 "VALUES ($1, $2, $3, $4::jsonb, $5, $6)",
-                key.kid, key.algorithm.value, sealed, json.dumps(dict(key.public_jwk)), key.created_at, key.activates_at,
+                key.kid, key.algorithm.value, sealed, json.dumps(dict(key.public_jwk)),
+                key.created_at, key.activates_at,
             )
 
     async def delete(self, kids: Sequence[str]) -> None:

@@ -56,7 +56,10 @@ _PLATFORM_TO_PROTO = {
     PushPlatform.WEB: pb.PUSH_PLATFORM_WEB,
 }
 _PLATFORM_FROM_PROTO: dict[int, PushPlatform] = {v: k for k, v in _PLATFORM_TO_PROTO.items()}
-_CONTACT_FROM_PROTO: dict[int, ContactChannel] = {channel_pb2.CHANNEL_KIND_SMS: ContactChannel.SMS, channel_pb2.CHANNEL_KIND_EMAIL: ContactChannel.EMAIL}
+_CONTACT_FROM_PROTO: dict[int, ContactChannel] = {
+    channel_pb2.CHANNEL_KIND_SMS: ContactChannel.SMS,
+    channel_pb2.CHANNEL_KIND_EMAIL: ContactChannel.EMAIL,
+}
 _PREFS = "notification_preferences"
 # Proto-field paths of NotificationPreferences that exist but cannot be written.
 _OUTPUT_ONLY = frozenset({"phone_number_verified", "email_verified"})
@@ -198,7 +201,9 @@ def patch_from_proto(
         for j, kind in enumerate(entry.channels):
             channel = _CHANNEL_FROM_PROTO.get(kind)
             if channel is None:
-                raise FieldInvalid(f"{_PREFS}.severity_channels[{i}].channels[{j}]", "must be SMS, EMAIL, PUSH or STREAM")
+                raise FieldInvalid(
+                    f"{_PREFS}.severity_channels[{i}].channels[{j}]", "must be SMS, EMAIL, PUSH or STREAM"
+                )
             kinds.append(channel)
         channels.append((severity, tuple(kinds)))
     delay = prefs.escalation_delay.ToTimedelta()

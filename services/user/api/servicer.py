@@ -47,7 +47,9 @@ def client_address(peer: str, metadata: Iterable[tuple[str, str | bytes]] | None
     """
     if trusted_proxy_hops > 0:
         forwarded = [
-            (v.decode("latin-1") if isinstance(v, bytes) else v) for k, v in metadata or () if k.lower() == "x-forwarded-for"
+            v.decode("latin-1") if isinstance(v, bytes) else v
+            for k, v in metadata or ()
+            if k.lower() == "x-forwarded-for"
         ]
         hops = [h.strip() for h in ",".join(forwarded).split(",") if h.strip()]
         if len(hops) >= trusted_proxy_hops:
@@ -144,7 +146,9 @@ class UserServicer(pb_grpc.UserServiceServicer):
             request.notification_preferences, request.update_mask, has_mask=request.HasField("update_mask")
         )
         preferences = await self._app.update_preferences(identity, request.user_id, patch)
-        return pb.UpdateNotificationPreferencesResponse(notification_preferences=convert.preferences_to_proto(preferences))
+        return pb.UpdateNotificationPreferencesResponse(
+            notification_preferences=convert.preferences_to_proto(preferences)
+        )
 
     async def SendVerificationCode(
         self, request: pb.SendVerificationCodeRequest, context: Context

@@ -10,7 +10,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.user.domain.errors import FieldInvalid, FieldRequired, LastAdmin, PageTokenInvalid, RoleRequired, UserNotFound
+from services.user.domain.errors import (
+    FieldInvalid,
+    FieldRequired,
+    LastAdmin,
+    PageTokenInvalid,
+    RoleRequired,
+    UserNotFound,
+)
 from services.user.domain.model import Identity, Role
 
 __all__ = ["ME", "UserCursor", "UserPageRequest", "check_role_change", "require_admin", "target_user_id"]

@@ -29,7 +29,6 @@ from services.platform.clock import FakeClock, SystemClock
 from services.platform.crypto import SecretDecryptionError, generate_key
 from services.platform.testing import client_channel, running_server
 from services.user.adapters.postgres import MIGRATIONS, PostgresDatabase, migrate
-from services.user.config import UserSettings
 from services.user.domain.errors import RefreshTokenInvalid, RefreshTokenReused
 from services.user.testing import LOCAL_POSTGRES_DSN, drop_schema, postgres_settings, unique_schema
 from services.user.wiring import UserComponents, build, embedded
