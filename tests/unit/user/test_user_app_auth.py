@@ -368,3 +368,22 @@ async def test_token_signed_by_old_key_verifies_during_overlap(service: UserComp
     await service.app.rotate_signing_key()
     clock.advance(601)
     assert (await service.app.authenticate(session.grant.access_token)).user_id == session.user_id
+
+
+async def test_es256_keys_sign_and_publish_p256_jwks(clock: FakeClock) -> None:
+    from services.user.testing import memory_settings
+    from services.user.wiring import build
+
+    service = build(memory_settings(jwt_algorithm="ES256"), clock=clock)
+    await service.start()
+    try:
+        session = await sign_up(service, "alice@example.com")
+        assert jwt.get_unverified_header(session.grant.access_token)["alg"] == "ES256"
+        [jwk] = await service.app.jwks()
+        assert (jwk["kty"], jwk["crv"], jwk["alg"]) == ("EC", "P-256", "ES256") and jwk["y"]
+        public = jwt.PyJWK.from_dict(dict(jwk)).key
+        claims = jwt.decode(session.grant.access_token, public, algorithms=["ES256"], audience="tastyplat",
+                            options={"verify_exp": False})  # the fake clock is in 2024
+        assert claims["sub"] == session.user_id
+    finally:
+        await service.stop()
