@@ -25,6 +25,7 @@ from services.platform.bus import InProcessBus, MessageBus, RabbitMqBus
 from services.platform.cache import InProcessCache, LatestValueCache, RedisCache
 from services.platform.clock import Clock
 from services.platform.server import ServiceRegistration
+from services.platform.settings import Secret
 
 __all__ = ["SERVICE_NAME", "MarketDataComponents", "build", "embedded", "registration"]
 
@@ -208,7 +209,13 @@ async def embedded(resources: EmbeddedResources) -> ServiceRegistration:
     """Market data inside the embedded platform: the simulator, the shared in-process bus and cache, and its
     own schema of the embedded PostgreSQL."""
     settings = MarketDataSettings.from_env(
-        {}, port=0, feed="simulator", bus="memory", cache="memory", history="postgres"
+        {},
+        port=0,
+        feed="simulator",
+        bus="memory",
+        cache="memory",
+        history="postgres",
+        database_url=Secret(resources.postgres_dsn),
     )
     components = build(
         settings,
