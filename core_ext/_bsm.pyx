@@ -45,6 +45,7 @@ cdef extern from * nogil:
     __attribute__((simd("notinbranch"))) extern double exp(double);
     __attribute__((simd("notinbranch"))) extern double log(double);
     __attribute__((simd("notinbranch"))) extern double erfc(double);
+    __attribute__((simd("notinbranch"))) extern double expm1(double);
     #endif
     typedef double *__restrict__ tp_dout;
     typedef const double *__restrict__ tp_din;
@@ -67,10 +68,120 @@ cdef extern from * nogil:
     }
     static inline void tp_stream_fence(void) {}
     #endif
+
+    /* Implied volatility, European: the per-block lane state and the set-up pass. The set-up is written in C
+       because gcc only vectorizes it when every select is a plain two-way ternary; Cython's if/else output
+       for the same code gets threaded into many-way merges that defeat if-conversion. */
+    #define TP_IV_BLOCK 64
+    typedef struct {
+        double x[TP_IV_BLOCK];        /* ln(F/K) of the equivalent out-of-the-money call, <= 0 */
+        double beta[TP_IV_BLOCK];     /* its normalised price, 0 < beta < bmax */
+        double bmax[TP_IV_BLOCK];     /* e^{x/2}, the normalised price as vol -> infinity */
+        double ln_beta[TP_IV_BLOCK];
+        double ln_gap[TP_IV_BLOCK];   /* ln(bmax - beta) */
+        double mode[TP_IV_BLOCK];     /* 0: objective 1/ln b, 1: b, 2: ln(bmax - b) */
+        double s[TP_IV_BLOCK];        /* total standard deviation sigma sqrt(T), the unknown */
+        double lo[TP_IV_BLOCK];       /* bracket */
+        double hi[TP_IV_BLOCK];
+        double active[TP_IV_BLOCK];   /* 1 while the lane iterates */
+        double iters[TP_IV_BLOCK];
+    } tp_iv_lanes;
+
+    /* Acklam's rational approximation of N^{-1}(p), p <= 1 - 0.02425 (relative error < 1.2e-9): a starting
+       point. p - 1/2 and ln p come from the caller, who has them without cancellation. */
+    static inline double tp_inv_ncdf(double p, double pmh, double lnp) {
+        double r = pmh * pmh;
+        double central = (((((-3.969683028665376e+01 * r + 2.209460984245205e+02) * r - 2.759285104469687e+02) * r
+                            + 1.383577518672690e+02) * r - 3.066479806614716e+01) * r + 2.506628277459239e+00) * pmh
+            / (((((-5.447609879822406e+01 * r + 1.615858368580409e+02) * r - 1.556989798598866e+02) * r
+                 + 6.680131188771972e+01) * r - 1.328068155288572e+01) * r + 1.0);
+        double tq = sqrt(-2.0 * lnp);
+        double tail = (((((-7.784894002430293e-03 * tq - 3.223964580411365e-01) * tq - 2.400758277161838e+00) * tq
+                         - 2.549732539343734e+00) * tq + 4.374664141464968e+00) * tq + 2.938163982698783e+00)
+            / ((((7.784695709041462e-03 * tq + 3.224671290700398e-01) * tq + 2.445134137142996e+00) * tq
+                + 3.754408661907416e+00) * tq + 1.0);
+        return p < 0.02425 ? tail : central;
+    }
+
+    /* Map every lane to an out-of-the-money call, classify its price (status 0 OK, 1 invalid input, 2 below
+       intrinsic, 3 above maximum) and choose a starting point, a bracket and an objective. */
+    static void tp_iv_prepare(Py_ssize_t m, const uint8_t *__restrict__ ic, const double *__restrict__ P,
+                              const double *__restrict__ S, const double *__restrict__ K,
+                              const double *__restrict__ T, const double *__restrict__ r,
+                              const double *__restrict__ q, tp_iv_lanes *__restrict__ L,
+                              int8_t *__restrict__ status) {
+        const double INV_SQRT2 = 0.70710678118654752440, INV_SQRT_2PI = 0.39894228040143267794;
+        const double SQRT3 = 1.73205080756887729353;
+        const double LN_SQRT27_OVER_2PI = -0.18938016104424470;   /* the lower asymptote's constant */
+        for (Py_ssize_t i = 0; i < m; i++) {
+            int ok = (P[i] - P[i] == 0.0) & (S[i] > 0.0) & (S[i] < INFINITY) & (K[i] > 0.0) & (K[i] < INFINITY)
+                   & (T[i] > 0.0) & (T[i] < INFINITY) & (fabs(r[i]) < INFINITY) & (fabs(q[i]) < INFINITY);
+            double sgn = ic[i] ? 1.0 : -1.0;
+            double x = log(S[i] / K[i]) + (r[i] - q[i]) * T[i];
+            /* The time value P - max(+/-(S e^{-qT} - K e^{-rT}), 0) is formed in price units with the discounted
+               intrinsic written as (S - K) + S expm1(-qT) - K expm1(-rT): deep in the money, rounding
+               S e^{-qT} and K e^{-rT} separately would cost far more than the price's own rounding. */
+            double intr = sgn * ((S[i] - K[i]) + S[i] * expm1(-q[i] * T[i]) - K[i] * expm1(-r[i] * T[i]));
+            intr = intr > 0.0 ? intr : 0.0;
+            double bt = (P[i] - intr) * exp(0.5 * (r[i] + q[i]) * T[i]) / (sqrt(S[i]) * sqrt(K[i]));
+            double ex = exp(0.5 * x), emx = 1.0 / ex;
+            double xt = -fabs(x);
+            double bmax = ex < emx ? ex : emx;
+            ok = ok & (x - x == 0.0);
+            int st = bt < bmax ? 0 : 3;
+            st = bt > 0.0 ? st : 2;
+            st = ok ? st : 1;
+            status[i] = (int8_t)st;
+            int good = st == 0;
+            /* harmless stand-ins keep the maths finite for lanes that do not iterate */
+            xt = good ? xt : -1.0;
+            bmax = good ? bmax : 0.60653065971263342360;
+            bt = good ? bt : 0.30326532985631671180;
+            double ibx = 1.0 / bmax, ax = -xt, sc = sqrt(2.0 * ax);
+            /* at the inflection point s_c = sqrt(2|x|), d1 = 0: b_c = bmax/2 - N(-s_c)/bmax, b'(s_c) = bmax/sqrt(2 pi) */
+            double bc = 0.5 * bmax - ibx * 0.5 * erfc(sc * INV_SQRT2);
+            double vc = bmax * INV_SQRT_2PI;
+            int lower = bt < bc;
+            /* lower asymptote: beta ~ (2 pi/sqrt 27)|x| N(-|x|/(sqrt(3) s))^3; upper: bmax - beta ~ (bmax + 1/bmax) N(-s/2) */
+            double lnp_l = (log(bt) + LN_SQRT27_OVER_2PI - log(ax)) * (1.0 / 3.0);
+            double p_l = exp(lnp_l);
+            double pu = (bmax - bt) / (bmax + ibx);
+            double qu = (0.5 * (bmax - ibx) - bt) / (bmax + ibx);   /* pu - 1/2 without cancellation */
+            double lnpu = log(pu);
+            double p = lower ? p_l : pu, pmh = lower ? p_l - 0.5 : qu, lnp = lower ? lnp_l : lnpu;
+            double z = tp_inv_ncdf(p, pmh, lnp);
+            double s_asym = ax / (SQRT3 * -z);
+            s_asym = z < 0.0 ? s_asym : INFINITY;
+            /* below s_c, b is convex: its tangent at s_c meets beta beyond the root */
+            double s_tan = sc - (bc - bt) / vc;
+            s_tan = s_tan > 0.0 ? s_tan : INFINITY;
+            double half_sc = 0.5 * sc, far_sc = 2.0 * sc + 1.0;
+            double s_low = s_asym < s_tan ? s_asym : s_tan;
+            s_low = s_low < sc ? s_low : half_sc;
+            double s_up = -2.0 * z;
+            s_up = s_up > sc ? s_up : sc;
+            double s0 = lower ? s_low : s_up;
+            double fallback = lower ? half_sc : far_sc;
+            s0 = ((s0 > 0.0) & (s0 < INFINITY)) ? s0 : fallback;
+            double upper_mode = bt > 0.5 * bmax ? 2.0 : 1.0;
+            L->x[i] = xt;
+            L->beta[i] = bt;
+            L->bmax[i] = bmax;
+            L->ln_beta[i] = log(bt);
+            L->ln_gap[i] = log(bmax - bt);
+            L->mode[i] = lower ? 0.0 : upper_mode;
+            L->s[i] = s0;
+            L->lo[i] = lower ? 0.0 : sc;
+            L->hi[i] = lower ? sc : INFINITY;
+            L->active[i] = good ? 1.0 : 0.0;
+            L->iters[i] = 0.0;
+        }
+    }
     """
     double exp(double)
     double log(double)
     double erfc(double)
+    double expm1(double)
     double sqrt(double)
     double fabs(double)
     double INFINITY
@@ -81,6 +192,21 @@ cdef extern from * nogil:
     ctypedef uint8_t* tp_bout
     void tp_stream_copy(double* dst, const double* src, Py_ssize_t n)
     void tp_stream_fence()
+    enum: TP_IV_BLOCK
+    ctypedef struct IVLanes "tp_iv_lanes":
+        double x[TP_IV_BLOCK]
+        double beta[TP_IV_BLOCK]
+        double bmax[TP_IV_BLOCK]
+        double ln_beta[TP_IV_BLOCK]
+        double ln_gap[TP_IV_BLOCK]
+        double mode[TP_IV_BLOCK]
+        double s[TP_IV_BLOCK]
+        double lo[TP_IV_BLOCK]
+        double hi[TP_IV_BLOCK]
+        double active[TP_IV_BLOCK]
+        double iters[TP_IV_BLOCK]
+    void tp_iv_prepare(Py_ssize_t m, const uint8_t* ic, const double* P, const double* S, const double* K,
+                       const double* T, const double* r, const double* q, IVLanes* L, int8_t* status)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -88,7 +214,6 @@ cdef extern from * nogil:
 
 cdef enum:
     BLOCK = 256             # options per block of the European Greeks kernel
-    IV_BLOCK = 64           # lanes per block of the implied-vol solver (they iterate together)
     IV_MAX_ITERATIONS = 64  # a lane still moving after this many steps reports NO_CONVERGENCE
     # Internal per-option flags of the Greeks kernel (not part of the public Status).
     FLAG_OK = 0
@@ -100,12 +225,9 @@ cdef Py_ssize_t STREAM_THRESHOLD = 1 << 16
 
 cdef double INV_SQRT2 = 0.70710678118654752440
 cdef double INV_SQRT_2PI = 0.39894228040143267794
-cdef double SQRT3 = 1.73205080756887729353
 cdef double DBL_EPS = 2.220446049250313e-16
 cdef double DAYS_PER_YEAR = 365.0
 cdef double ONE_OVER_DAYS = 1.0 / 365.0
-# ln(sqrt(27) / (2 pi)): the lower asymptote's constant.
-cdef double LN_SQRT27_OVER_2PI = -0.18938016104424470
 # Relative step below which a Householder step has converged: the next error is of order step**3.
 cdef double IV_STEP_TOLERANCE = 1e-6
 # Bjerksund-Stensland's first exercise date t1 = T (sqrt(5) - 1) / 2.
@@ -136,10 +258,10 @@ GL_W[:] = [
 ]
 
 # Drezner-Wesolowsky integrand nodes for rho = +BS_RHO (index 0) and -BS_RHO (index 1):
-# M(a, b) = N(a) N(b) + sum_j BVN_A[j] exp((BVN_SN[j] a b - (a^2 + b^2)/2) BVN_INV[j]).
+# M(a, b) = N(a) N(b) +/- sum_j exp(BVN_LNA[j] + (BVN_SN[j] a b - (a^2 + b^2)/2) BVN_INV[j]).
 cdef double BVN_SN[2][20]
 cdef double BVN_INV[2][20]
-cdef double BVN_A[2][20]
+cdef double BVN_LNA[20]     # ln |A_j|, the same for both signs of rho
 
 
 cdef void _init_bvn_nodes():
@@ -151,7 +273,8 @@ cdef void _init_bvn_nodes():
             sn = sin(asr * (GL_X[j] + 1.0) * 0.5)
             BVN_SN[k][j] = sn
             BVN_INV[k][j] = 1.0 / (1.0 - sn * sn)
-            BVN_A[k][j] = GL_W[j] * asr / (4.0 * 3.14159265358979323846)
+            if k == 0:
+                BVN_LNA[j] = log(GL_W[j] * asr / (4.0 * 3.14159265358979323846))
 
 
 _init_bvn_nodes()
@@ -564,6 +687,10 @@ cdef inline J jdiv(J a, J b) noexcept nogil:
 
 cdef inline J jexp(J a) noexcept nogil:
     cdef double e = exp(a.v)
+    if e == 0.0:
+        # An underflowed term: its derivatives (the value times ratios of moderate size) vanish too, and must
+        # not turn into 0 * inf = NaN when a log-probability's slope overflowed far in a tail.
+        return jc(0.0)
     return japply(a, e, e, e)
 
 
@@ -577,42 +704,81 @@ cdef inline J jsqrt(J a) noexcept nogil:
     return japply(a, rt, 0.5 / rt, -0.25 / (rt * a.v))
 
 
-cdef inline J jncdf(J a) noexcept nogil:
-    cdef double d = _npdf(a.v)
-    return japply(a, _ncdf(a.v), d, -a.v * d)
+cdef inline double _ln_npdf(double x) noexcept nogil:
+    return -0.5 * x * x - 0.91893853320467274178      # ln n(x)
 
 
-cdef inline double _bvn(double a, double b, int k) noexcept nogil:
-    # P(X <= a, Y <= b), correlation +BS_RHO (k = 0) or -BS_RHO (k = 1): Genz (2004), 0.75 <= |rho| < 0.925.
+cdef inline double _ln_ncdf(double x) noexcept nogil:
+    # ln N(x), accurate in the far left tail where N(x) itself underflows (asymptotic series, |x| >= 30).
+    cdef double w
+    if x > -30.0:
+        return log(0.5 * erfc(-x * INV_SQRT2))
+    w = 1.0 / (x * x)
+    return (_ln_npdf(x) - log(-x)
+            + log(1.0 - w * (1.0 - 3.0 * w * (1.0 - 5.0 * w * (1.0 - 7.0 * w * (1.0 - 9.0 * w * (1.0 - 11.0 * w * (
+                1.0 - 13.0 * w))))))))
+
+
+cdef inline J jlnncdf(J a) noexcept nogil:
+    # ln N(a): d/da = n/N (the inverse Mills ratio), d2/da2 = -(n/N)(a + n/N).
+    cdef double f0 = _ln_ncdf(a.v)
+    cdef double mills = exp(_ln_npdf(a.v) - f0)
+    return japply(a, f0, mills, -mills * (a.v + mills))
+
+
+cdef double _ln_bvn(double a, double b, int k) noexcept nogil:
+    # ln P(X <= a, Y <= b) for correlation +BS_RHO (k = 0) or -BS_RHO (k = 1): Genz's (2004) Gauss-Legendre
+    # form of Drezner-Wesolowsky (0.75 <= |rho| < 0.925), summed in logs so that far-tail values keep their
+    # relative accuracy (Bjerksund-Stensland multiplies them by huge powers when vol is small).
     cdef double ab = a * b
     cdef double hs = 0.5 * (a * a + b * b)
-    cdef double acc = 0.0
+    cdef double e[20]
+    cdef double e0 = _ln_ncdf(a) + _ln_ncdf(b)
+    cdef double m = e0
+    cdef double acc
     cdef int j
     for j in range(20):
-        acc += BVN_A[k][j] * exp((BVN_SN[k][j] * ab - hs) * BVN_INV[k][j])
-    return _ncdf(a) * _ncdf(b) + acc
+        e[j] = BVN_LNA[j] + (BVN_SN[k][j] * ab - hs) * BVN_INV[k][j]
+        m = e[j] if e[j] > m else m
+    acc = 0.0
+    for j in range(20):
+        acc += exp(e[j] - m)
+    if k == 0:
+        acc = exp(e0 - m) + acc
+    else:
+        acc = exp(e0 - m) - acc
+        if not (acc > 0.0):
+            # The negative-correlation correction cancels N(a) N(b) below resolution: M is negligible.
+            return -INFINITY
+    return m + log(acc)
 
 
-cdef inline J jbvn(J a, J b, int k) noexcept nogil:
+cdef inline J jlnbvn(J a, J b, int k) noexcept nogil:
+    # ln M(a, b; rho) as a jet. The partial derivatives of M are taken relative to M, in logs:
+    # M_a = n(a) N((b - rho a)/s), M_ab = n(a) n((b - rho a)/s)/s, M_aa = -a M_a - rho M_ab (s = sqrt(1 - rho^2)).
     cdef double rho = BS_RHO if k == 0 else -BS_RHO
+    cdef double lm = _ln_bvn(a.v, b.v, k)
+    cdef J c
+    if lm == -INFINITY:
+        # M is below resolution: the term vanishes, and so do its derivatives.
+        c = jc(-INFINITY)
+        return c
     cdef double ua = (b.v - rho * a.v) / BS_RHO_C
     cdef double ub = (a.v - rho * b.v) / BS_RHO_C
-    cdef double na = _npdf(a.v)
-    cdef double nb = _npdf(b.v)
-    cdef double ma = na * _ncdf(ua)                     # dM/da
-    cdef double mb = nb * _ncdf(ub)                     # dM/db
-    cdef double dens = na * _npdf(ua) / BS_RHO_C        # d2M/da db (the bivariate density)
-    cdef double maa = -a.v * ma - rho * dens
-    cdef double mbb = -b.v * mb - rho * dens
-    cdef J c
-    c.v = _bvn(a.v, b.v, k)
-    c.s = ma * a.s + mb * b.s
-    c.o = ma * a.o + mb * b.o
-    c.t = ma * a.t + mb * b.t
-    c.r = ma * a.r + mb * b.r
-    c.ss = ma * a.ss + mb * b.ss + maa * a.s * a.s + 2.0 * dens * a.s * b.s + mbb * b.s * b.s
-    c.so = ma * a.so + mb * b.so + maa * a.s * a.o + dens * (a.s * b.o + a.o * b.s) + mbb * b.s * b.o
-    c.st = ma * a.st + mb * b.st + maa * a.s * a.t + dens * (a.s * b.t + a.t * b.s) + mbb * b.s * b.t
+    cdef double ra = exp(_ln_npdf(a.v) + _ln_ncdf(ua) - lm)
+    cdef double rb = exp(_ln_npdf(b.v) + _ln_ncdf(ub) - lm)
+    cdef double rab = exp(_ln_npdf(a.v) + _ln_npdf(ua) - lm) / BS_RHO_C
+    cdef double haa = -a.v * ra - rho * rab - ra * ra
+    cdef double hbb = -b.v * rb - rho * rab - rb * rb
+    cdef double hab = rab - ra * rb
+    c.v = lm
+    c.s = ra * a.s + rb * b.s
+    c.o = ra * a.o + rb * b.o
+    c.t = ra * a.t + rb * b.t
+    c.r = ra * a.r + rb * b.r
+    c.ss = ra * a.ss + rb * b.ss + haa * a.s * a.s + 2.0 * hab * a.s * b.s + hbb * b.s * b.s
+    c.so = ra * a.so + rb * b.so + haa * a.s * a.o + hab * (a.s * b.o + a.o * b.s) + hbb * b.s * b.o
+    c.st = ra * a.st + rb * b.st + haa * a.s * a.t + hab * (a.s * b.t + a.t * b.s) + hbb * b.s * b.t
     return c
 
 
@@ -623,6 +789,9 @@ cdef struct BSParams:
     J v2
 
 
+# Every term of the 2002 formula is a (possibly huge) power times a (possibly tiny) probability; each is
+# evaluated as exp(ln power + ln probability), which stays finite where the factors over- or underflow.
+
 cdef J _bs_phi(J lead, J t, J gam, J ls_h, J ls_i, BSParams* p) noexcept nogil:
     # coefficient * phi(S, t, gamma, H, I) with lead = ln(coefficient * S^gamma), ls_h = ln(S/H), ls_i = ln(S/I).
     cdef J st = jmul(p.v, jsqrt(t))
@@ -632,8 +801,8 @@ cdef J _bs_phi(J lead, J t, J gam, J ls_h, J ls_i, BSParams* p) noexcept nogil:
     cdef J kappa = jaddc(jadd(jdiv(jscale(p.b, 2.0), p.v2), jscale(gam, 2.0)), -1.0)
     cdef J d_reflected = jadd(d, jdiv(jscale(ls_i, 2.0), st))
     cdef J base = jadd(lead, lam)
-    return jsub(jmul(jexp(base), jncdf(d)),
-                jmul(jexp(jsub(base, jmul(kappa, ls_i))), jncdf(d_reflected)))
+    return jsub(jexp(jadd(base, jlnncdf(d))),
+                jexp(jadd(jsub(base, jmul(kappa, ls_i)), jlnncdf(d_reflected))))
 
 
 cdef J _bs_psi(J lead, J t2, J gam, J ls_h, J li1_h, J li2_h, J t1, J ls_i1, J ls_i2, J li2_i1,
@@ -646,22 +815,22 @@ cdef J _bs_psi(J lead, J t2, J gam, J ls_h, J li1_h, J li2_h, J t1, J ls_i1, J l
     cdef J mt2 = jmul(mu, t2)
     cdef J li2_s = jscale(ls_i2, -1.0)
     cdef J li1_s = jscale(ls_i1, -1.0)
-    cdef J e1 = jdiv(jadd(ls_i1, mt1), st1)
-    cdef J e2 = jdiv(jadd(jadd(li2_s, li2_i1), mt1), st1)
-    cdef J e3 = jdiv(jsub(ls_i1, mt1), st1)
-    cdef J e4 = jdiv(jsub(jadd(li2_s, li2_i1), mt1), st1)
-    cdef J f1 = jdiv(jadd(ls_h, mt2), st2)
-    cdef J f2 = jdiv(jadd(jadd(li2_s, li2_h), mt2), st2)
-    cdef J f3 = jdiv(jadd(jadd(li1_s, li1_h), mt2), st2)
-    cdef J f4 = jdiv(jadd(jsub(ls_h, jscale(li2_i1, 2.0)), mt2), st2)
+    # Arguments of M are passed negated: M(-e, -f).
+    cdef J e1 = jdiv(jadd(ls_i1, mt1), jscale(st1, -1.0))
+    cdef J e2 = jdiv(jadd(jadd(li2_s, li2_i1), mt1), jscale(st1, -1.0))
+    cdef J e3 = jdiv(jsub(ls_i1, mt1), jscale(st1, -1.0))
+    cdef J e4 = jdiv(jsub(jadd(li2_s, li2_i1), mt1), jscale(st1, -1.0))
+    cdef J f1 = jdiv(jadd(ls_h, mt2), jscale(st2, -1.0))
+    cdef J f2 = jdiv(jadd(jadd(li2_s, li2_h), mt2), jscale(st2, -1.0))
+    cdef J f3 = jdiv(jadd(jadd(li1_s, li1_h), mt2), jscale(st2, -1.0))
+    cdef J f4 = jdiv(jadd(jsub(ls_h, jscale(li2_i1, 2.0)), mt2), jscale(st2, -1.0))
     cdef J lam = jadd(jsub(jmul(gam, p.b), p.r), jscale(jmul(jmul(gam, jaddc(gam, -1.0)), p.v2), 0.5))
     cdef J kappa = jaddc(jadd(jdiv(jscale(p.b, 2.0), p.v2), jscale(gam, 2.0)), -1.0)
     cdef J base = jadd(lead, jmul(lam, t2))
-    cdef J neg = jc(-1.0)
-    cdef J acc = jmul(jexp(base), jbvn(jmul(neg, e1), jmul(neg, f1), 0))
-    acc = jsub(acc, jmul(jexp(jadd(base, jmul(kappa, li2_s))), jbvn(jmul(neg, e2), jmul(neg, f2), 0)))
-    acc = jsub(acc, jmul(jexp(jadd(base, jmul(kappa, li1_s))), jbvn(jmul(neg, e3), jmul(neg, f3), 1)))
-    acc = jadd(acc, jmul(jexp(jsub(base, jmul(kappa, li2_i1))), jbvn(jmul(neg, e4), jmul(neg, f4), 1)))
+    cdef J acc = jexp(jadd(base, jlnbvn(e1, f1, 0)))
+    acc = jsub(acc, jexp(jadd(jadd(base, jmul(kappa, li2_s)), jlnbvn(e2, f2, 0))))
+    acc = jsub(acc, jexp(jadd(jadd(base, jmul(kappa, li1_s)), jlnbvn(e3, f3, 1))))
+    acc = jadd(acc, jexp(jadd(jsub(base, jmul(kappa, li2_i1)), jlnbvn(e4, f4, 1))))
     return acc
 
 
@@ -789,119 +958,6 @@ cdef void _greeks_american_kernel(Py_ssize_t n, const uint8_t* ic, const double*
 # ---------------------------------------------------------------------------------------------------------
 # Implied volatility, European: vectorized Householder(3) in normalised variables
 
-cdef inline double _inv_ncdf(double p, double p_minus_half, double ln_p) noexcept nogil:
-    # Acklam's rational approximation of N^{-1}(p) for p <= 1 - 0.02425 (relative error < 1.2e-9): good
-    # enough for a starting point. p - 1/2 and ln p come from the caller, who has them without cancellation.
-    cdef double r, tq
-    cdef double central, tail
-    r = p_minus_half * p_minus_half
-    central = ((((((-3.969683028665376e+01 * r + 2.209460984245205e+02) * r - 2.759285104469687e+02) * r
-                 + 1.383577518672690e+02) * r - 3.066479806614716e+01) * r + 2.506628277459239e+00)
-               * p_minus_half
-               / (((((-5.447609879822406e+01 * r + 1.615858368580409e+02) * r - 1.556989798598866e+02) * r
-                   + 6.680131188771972e+01) * r - 1.328068155288572e+01) * r + 1.0))
-    tq = sqrt(-2.0 * ln_p)
-    tail = ((((((-7.784894002430293e-03 * tq - 3.223964580411365e-01) * tq - 2.400758277161838e+00) * tq
-               - 2.549732539343734e+00) * tq + 4.374664141464968e+00) * tq + 2.938163982698783e+00)
-            / ((((7.784695709041462e-03 * tq + 3.224671290700398e-01) * tq + 2.445134137142996e+00) * tq
-                + 3.754408661907416e+00) * tq + 1.0))
-    return tail if p < 0.02425 else central
-
-
-cdef struct IVLanes:
-    # Structure of arrays for one block of the solver.
-    double x[IV_BLOCK]        # ln(F/K) of the equivalent out-of-the-money call, <= 0
-    double beta[IV_BLOCK]     # its normalised price, 0 < beta < bmax
-    double bmax[IV_BLOCK]     # e^{x/2}, the normalised price as vol -> infinity
-    double ln_beta[IV_BLOCK]
-    double ln_gap[IV_BLOCK]   # ln(bmax - beta)
-    double mode[IV_BLOCK]     # 0: objective 1/ln b, 1: b, 2: ln(bmax - b)
-    double s[IV_BLOCK]        # total standard deviation sigma sqrt(T), the unknown
-    double lo[IV_BLOCK]
-    double hi[IV_BLOCK]
-    double active[IV_BLOCK]   # 1 while the lane iterates
-    double iters[IV_BLOCK]
-
-
-cdef void _iv_prepare(Py_ssize_t m, const uint8_t* ic, const double* P, const double* S, const double* K,
-                      const double* T, const double* r, const double* q, IVLanes* L,
-                      int8_t* status) noexcept nogil:
-    # Map every lane to an out-of-the-money call, classify the price, and choose a guess, a bracket and an
-    # objective; branch-free after the validation test so that it vectorizes.
-    cdef Py_ssize_t i
-    cdef double sgn, x, beta, ex, emx, intr, bt, xt, bmax, ibx, ax, sc, bc, vc, lnp_l, p_l, pu, qu, p, pmh
-    cdef double lnp, z, s_asym, s_tan, s_low, s_up, s0, lower, half_sc, far_sc, fallback, half_bmax, upper_mode
-    cdef bint ok
-    cdef int8_t st
-    for i in range(m):
-        ok = ((P[i] - P[i] == 0.0) & (S[i] > 0.0) & (S[i] < INFINITY) & (K[i] > 0.0) & (K[i] < INFINITY)
-              & (T[i] > 0.0) & (T[i] < INFINITY) & (fabs(r[i]) < INFINITY) & (fabs(q[i]) < INFINITY))
-        sgn = 1.0 if ic[i] else -1.0
-        x = log(S[i] / K[i]) + (r[i] - q[i]) * T[i]
-        beta = P[i] * exp(0.5 * (r[i] + q[i]) * T[i]) / (sqrt(S[i]) * sqrt(K[i]))
-        ex = exp(0.5 * x)
-        emx = 1.0 / ex
-        intr = sgn * (ex - emx)
-        intr = intr if intr > 0.0 else 0.0
-        bt = beta - intr
-        xt = -fabs(x)
-        bmax = ex if ex < emx else emx
-        # Selects of constants (not an if/elif chain, whose many-way merge gcc will not if-convert).
-        ok = ok & (x - x == 0.0)
-        st = STATUS_OK if bt < bmax else STATUS_ABOVE_MAXIMUM
-        st = st if bt > 0.0 else STATUS_BELOW_INTRINSIC
-        st = st if ok else STATUS_INVALID_INPUT
-        status[i] = st
-        if st != STATUS_OK:
-            # Harmless stand-ins keep the vectorized maths finite for lanes that do not iterate.
-            xt = -1.0
-            bmax = 0.60653065971263342360
-            bt = 0.30326532985631671180
-        ibx = 1.0 / bmax
-        ax = -xt
-        sc = sqrt(2.0 * ax)
-        # At s_c, d1 = 0: b_c = bmax/2 - N(-s_c)/bmax, and b'(s_c) = bmax/sqrt(2 pi).
-        bc = 0.5 * bmax - ibx * 0.5 * erfc(sc * INV_SQRT2)
-        vc = bmax * INV_SQRT_2PI
-        lower = 1.0 if bt < bc else 0.0
-        lnp_l = (log(bt) + LN_SQRT27_OVER_2PI - log(ax)) * (1.0 / 3.0)
-        p_l = exp(lnp_l)
-        pu = (bmax - bt) / (bmax + ibx)
-        qu = (0.5 * (bmax - ibx) - bt) / (bmax + ibx)     # pu - 1/2 without cancellation
-        p = p_l if lower != 0.0 else pu
-        pmh = p_l - 0.5 if lower != 0.0 else qu
-        lnp = lnp_l if lower != 0.0 else log(pu)
-        z = _inv_ncdf(p, pmh, lnp)
-        # Every candidate is computed before the selects: gcc only if-converts (and so vectorizes) a select
-        # between values that already exist, not arithmetic inside a branch.
-        s_asym = ax / (SQRT3 * -z)
-        s_asym = s_asym if z < 0.0 else INFINITY
-        s_tan = sc - (bc - bt) / vc
-        s_tan = s_tan if s_tan > 0.0 else INFINITY
-        half_sc = 0.5 * sc
-        far_sc = 2.0 * sc + 1.0
-        s_low = s_asym if s_asym < s_tan else s_tan
-        s_low = s_low if s_low < sc else half_sc
-        s_up = -2.0 * z
-        s_up = s_up if s_up > sc else sc
-        s0 = s_low if lower != 0.0 else s_up
-        fallback = half_sc if lower != 0.0 else far_sc
-        s0 = s0 if (s0 > 0.0) & (s0 < INFINITY) else fallback
-        L.x[i] = xt
-        L.beta[i] = bt
-        L.bmax[i] = bmax
-        L.ln_beta[i] = log(bt)
-        L.ln_gap[i] = log(bmax - bt)
-        half_bmax = 0.5 * bmax
-        upper_mode = 2.0 if bt > half_bmax else 1.0
-        L.mode[i] = 0.0 if lower != 0.0 else upper_mode
-        L.s[i] = s0
-        L.lo[i] = 0.0 if lower != 0.0 else sc
-        L.hi[i] = sc if lower != 0.0 else INFINITY
-        L.active[i] = 1.0 if st == STATUS_OK else 0.0
-        L.iters[i] = 0.0
-
-
 cdef Py_ssize_t _iv_step(Py_ssize_t m, IVLanes* L) noexcept nogil:
     # One Householder(3) step for every lane (vectorized); returns how many lanes are still active.
     cdef Py_ssize_t i
@@ -984,7 +1040,7 @@ cdef void _iv_european_block(Py_ssize_t m, const uint8_t* ic, const double* P, c
     cdef IVLanes L
     cdef Py_ssize_t i
     cdef int it
-    _iv_prepare(m, ic, P, S, K, T, r, q, &L, status)
+    tp_iv_prepare(m, ic, P, S, K, T, r, q, &L, status)
     for it in range(IV_MAX_ITERATIONS):
         if _iv_step(m, &L) == 0:
             break
@@ -1002,7 +1058,7 @@ cdef void _iv_european_kernel(Py_ssize_t n, const uint8_t* ic, const double* P, 
     cdef Py_ssize_t start, m
     start = 0
     while start < n:
-        m = n - start if n - start < IV_BLOCK else IV_BLOCK
+        m = n - start if n - start < TP_IV_BLOCK else TP_IV_BLOCK
         _iv_european_block(m, ic + start, P + start, S + start, K + start, T + start, r + start, q + start,
                            vol + start, status + start, NULL if iterations == NULL else iterations + start)
         start += m
