@@ -227,7 +227,7 @@ class PostgresDatabase:
             self._dsn,
             min_size=self._min_size,
             max_size=self._max_size,
-            server_settings={"search_path": self.schema, "application_name": "tastyplat-user"},
+            server_settings={"search_path": self.schema, "application_name": f"tastyplat-user:{self.schema}"[:63]},
         )
         return applied
 

@@ -337,3 +337,33 @@ async def test_embedded_wiring_on_postgres18_keeps_keys_across_restarts(postgres
         assert {"users", "sessions", "refresh_tokens", "signing_keys", "audit_log", "audit_head"} <= tables
     finally:
         await drop_schema(postgres18_dsn, "user_service")
+
+
+async def test_service_recovers_from_killed_database_connections(service: UserComponents, schema: str) -> None:
+    await service.app.create_user(email="alice@example.com", password=PASSWORD)
+    conn = await asyncpg.connect(LOCAL_POSTGRES_DSN)
+    try:
+        killed = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+            f"tastyplat-user:{schema}",
+        )
+    finally:
+        await conn.close()
+    assert killed >= 1
+    grant = await service.app.login(email="alice@example.com", password=PASSWORD, client_address="192.0.2.1")
+    assert grant.access_token
+
+
+async def test_exhausted_pool_answers_database_unavailable(schema: str) -> None:
+    from services.user.adapters.postgres import PostgresUserRepository
+    from services.user.domain.errors import DatabaseUnavailable
+
+    db = PostgresDatabase(LOCAL_POSTGRES_DSN, schema, min_size=1, max_size=1, acquire_timeout=0.2)
+    await db.connect()
+    try:
+        async with db.pool.acquire():
+            with pytest.raises(DatabaseUnavailable) as caught:
+                await PostgresUserRepository(db).get_by_email("alice@example.com")
+        assert caught.value.reason == "DATABASE_UNAVAILABLE"
+    finally:
+        await db.close()
