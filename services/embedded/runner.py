@@ -33,6 +33,7 @@ log = logging.getLogger("tastyplat.embedded")
 WIRING: dict[str, str] = {
     "broker": "services.broker.wiring",
     "calculator": "services.calculator.wiring",
+    "user": "services.user.wiring",
 }
 
 Factory = Callable[[EmbeddedResources], Awaitable[ServiceRegistration]]
@@ -51,6 +52,16 @@ class EmbeddedSettings(ServerSettings):
     gateway_admin_port: int = env("GATEWAY_ADMIN_PORT", default=9901, ge=1, le=65535, help="Envoy admin port")
     run_dir: str = env("RUN_DIR", default=".run", help="where the embedded PostgreSQL data, configs and logs live")
     drain_seconds: float = env("DRAIN_SECONDS", default=0.5, ge=0.0)
+
+
+def _jwt_issuer_and_audience() -> tuple[str | None, str]:
+    # The gateway checks access tokens only once the user service that issues them is on the server.
+    if "user" not in WIRING:
+        return None, "tastyplat"
+    from services.user.config import UserSettings
+
+    fields = UserSettings.__dataclass_fields__
+    return fields["jwt_issuer"].default, fields["jwt_audience"].default
 
 
 def _die_with_parent() -> None:
@@ -104,6 +115,7 @@ class EmbeddedPlatform:
             )
             await self.server.start()
             pki = await asyncio.to_thread(ensure_pki, self.run_dir / "certs")
+            issuer, audience = _jwt_issuer_and_audience()
             gateway = GatewaySettings(
                 descriptor_set=default_descriptor_set(),
                 upstream_host="127.0.0.1",
@@ -114,6 +126,8 @@ class EmbeddedPlatform:
                 admin_port=self.settings.gateway_admin_port,
                 access_log_path=str(self.run_dir / "envoy-access.log"),
                 pki=pki,
+                jwt_issuer=issuer,
+                jwt_audience=audience,
             )
             config = write_config(gateway, self.run_dir / "envoy.json")
             await asyncio.to_thread(validate, config)

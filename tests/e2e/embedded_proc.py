@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import random
 import shutil
 import signal
 import socket
@@ -17,11 +18,24 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
 
 
+_LISTEN_PORTS = range(20000, 32000)  # below Linux's ephemeral range, so no outgoing connection holds one
+
+
 def free_port() -> int:
-    """A port that was free a moment ago on 127.0.0.1 (tests never use the fixed ports `make run` uses)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port that was free a moment ago on 127.0.0.1 (tests never use the fixed ports `make run` uses).
+
+    Port 0 would hand out an ephemeral port, which an outgoing connection in TIME_WAIT can still hold when
+    Envoy binds it a moment later; listening ports are drawn below that range instead.
+    """
+    for _ in range(200):
+        port = random.choice(_LISTEN_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port found")
 
 
 def tool(name: str) -> str:

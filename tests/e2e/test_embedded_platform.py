@@ -59,9 +59,10 @@ def test_health_is_reachable_over_rest_through_envoy(embedded: EmbeddedPlatform)
     assert response.json() == {"status": "SERVING"}
 
 
-def test_unknown_rest_path_is_refused_by_the_gateway_not_passed_upstream(embedded: EmbeddedPlatform) -> None:
+def test_unknown_rest_path_without_a_token_is_refused_as_unauthenticated(embedded: EmbeddedPlatform) -> None:
     response = httpx.get(f"{embedded.rest_base}/v1/nope", timeout=10)
-    assert response.status_code == 404
+    assert response.status_code == 401
+    assert response.json()["code"] == 401
 
 
 def test_request_id_given_by_the_client_comes_back_through_the_gateway(embedded: EmbeddedPlatform) -> None:
