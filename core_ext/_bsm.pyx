@@ -699,6 +699,11 @@ cdef inline J jlog(J a) noexcept nogil:
     return japply(a, log(a.v), inv, -inv * inv)
 
 
+cdef inline J jlogabs(J a) noexcept nogil:
+    cdef double inv = 1.0 / a.v
+    return japply(a, log(fabs(a.v)), inv, -inv * inv)
+
+
 cdef inline J jsqrt(J a) noexcept nogil:
     cdef double rt = sqrt(a.v)
     return japply(a, rt, 0.5 / rt, -0.25 / (rt * a.v))
@@ -865,17 +870,20 @@ cdef J _bs2002_call(J S, J X, J T, J r, J b, J v) noexcept nogil:
     cdef J li2_x = jlog(jdiv(i2, X))
     cdef J ln_s = jlog(S)
     cdef J ln_x = jlog(X)
-    # alpha_k S^beta = (I_k - X) (S/I_k)^beta, kept in logs: beta is large when vol is small.
-    cdef J la1 = jadd(jlog(jsub(i1, X)), jmul(beta, ls_i1))
-    cdef J la2 = jadd(jlog(jsub(i2, X)), jmul(beta, ls_i2))
-    cdef J price = jexp(la2)
-    price = jsub(price, _bs_phi(la2, t1, beta, ls_i2, ls_i2, &p))
+    # alpha_k S^beta = (I_k - X) (S/I_k)^beta, kept in logs (beta is large when vol is small) with the sign
+    # apart: when b T + 2 v sqrt(T) < 0 the 2002 triggers fall below the strike and alpha_k < 0.
+    cdef double sg1 = 1.0 if i1.v >= X.v else -1.0
+    cdef double sg2 = 1.0 if i2.v >= X.v else -1.0
+    cdef J la1 = jadd(jlogabs(jsub(i1, X)), jmul(beta, ls_i1))
+    cdef J la2 = jadd(jlogabs(jsub(i2, X)), jmul(beta, ls_i2))
+    cdef J price = jscale(jexp(la2), sg2)
+    price = jsub(price, jscale(_bs_phi(la2, t1, beta, ls_i2, ls_i2, &p), sg2))
     price = jadd(price, _bs_phi(ln_s, t1, one, ls_i2, ls_i2, &p))
     price = jsub(price, _bs_phi(ln_s, t1, one, ls_i1, ls_i2, &p))
     price = jsub(price, _bs_phi(ln_x, t1, zero, ls_i2, ls_i2, &p))
     price = jadd(price, _bs_phi(ln_x, t1, zero, ls_i1, ls_i2, &p))
-    price = jadd(price, _bs_phi(la1, t1, beta, ls_i1, ls_i2, &p))
-    price = jsub(price, _bs_psi(la1, T, beta, ls_i1, zero, li2_i1, t1, ls_i1, ls_i2, li2_i1, &p))
+    price = jadd(price, jscale(_bs_phi(la1, t1, beta, ls_i1, ls_i2, &p), sg1))
+    price = jsub(price, jscale(_bs_psi(la1, T, beta, ls_i1, zero, li2_i1, t1, ls_i1, ls_i2, li2_i1, &p), sg1))
     price = jadd(price, _bs_psi(ln_s, T, one, ls_i1, zero, li2_i1, t1, ls_i1, ls_i2, li2_i1, &p))
     price = jsub(price, _bs_psi(ln_s, T, one, ls_x, li1_x, li2_x, t1, ls_i1, ls_i2, li2_i1, &p))
     price = jsub(price, _bs_psi(ln_x, T, zero, ls_i1, zero, li2_i1, t1, ls_i1, ls_i2, li2_i1, &p))
@@ -1081,7 +1089,7 @@ cdef int8_t _iv_american_one(double sgn, double P, double S, double K, double T,
                              double* vol, double* iterations) noexcept nogil:
     cdef uint8_t one = 1 if sgn > 0.0 else 0
     cdef int8_t st
-    cdef double guess, lo, hi, s, a, vega, f, ds, sn, noise, lower, upper, fwd, e_max
+    cdef double guess, lo, hi, s, a, vega, tv, ln_target, ds, sn, noise, lower, upper, fwd, e_max
     cdef int it
     iterations[0] = 0.0
     if _american_is_european(sgn, r, q):
@@ -1109,21 +1117,33 @@ cdef int8_t _iv_american_one(double sgn, double P, double S, double K, double T,
         if st != STATUS_OK:
             guess = 0.3
     s = guess
+    # Newton on g(s) = ln(A(s) - lower) - ln(P - lower): the log of the time value is close to linear in
+    # the vol for tiny out-of-the-money prices as well, where Newton on the price itself crawls.
+    ln_target = log(P - lower)
     for it in range(100):
         if _american_price_vega(sgn, S, K, T, s, r, q, &a, &vega) != 0:
             return STATUS_NO_CONVERGENCE
         iterations[0] += 1.0
-        f = a - P
-        if f > 0.0:
+        tv = a - lower
+        if a > P:
             hi = s if s < hi else hi
         else:
             lo = s if s > lo else lo
-        ds = -f / vega
-        sn = s + ds
-        noise = 8.0 * DBL_EPS * (fabs(a) + S + K) / vega
-        if fabs(ds) <= 1e-13 * s or (fabs(ds) <= noise and noise <= 1e-3 * s):
-            vol[0] = sn if (sn > 0.0) else s
-            return STATUS_OK
+        # The 2002 formula sums terms of the size of S and K, so its value carries an absolute error of a
+        # few eps (S + K); below that the price does not pin the vol down.
+        if tv > 0.0 and vega > 0.0:
+            ds = -(log(tv) - ln_target) * tv / vega
+            sn = s + ds
+            noise = 8.0 * DBL_EPS * (fabs(a) + S + K) / vega
+            if fabs(ds) <= 1e-12 * s or fabs(ds) <= 2.0 * noise:
+                if noise > 1e-4 * s:
+                    # At the noise floor, but the price fixes the vol only to worse than 1e-4: no answer.
+                    return STATUS_NO_CONVERGENCE
+                vol[0] = sn if (sn > lo) and (sn < hi) else s
+                return STATUS_OK
+        else:
+            # At or below the lower bound (the 2002 trigger has the option exercised at this vol): bisect.
+            sn = INFINITY
         if not ((sn > lo) and (sn < hi)):
             if hi < INFINITY:
                 sn = sqrt(lo * hi) if lo > 0.0 else 0.5 * hi
