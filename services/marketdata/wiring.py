@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from dataclasses import dataclass, field
 
@@ -142,6 +143,8 @@ class MarketDataComponents:
             settings=app_settings(s),
         )
         await self.app.start()
+        if s.gc_freeze:
+            gc.freeze()
         log.info("market data started", extra={"feed": s.feed, "bus": s.bus, "cache": s.cache})
 
     async def drain(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 import grpc.aio
@@ -19,6 +20,8 @@ from services.marketdata.domain.symbols import validate_symbols
 from services.platform.errors import FieldViolation
 
 __all__ = ["MarketDataServicer", "caller_of"]
+
+log = logging.getLogger("tastyplat.marketdata")
 
 Context = grpc.aio.ServicerContext
 
@@ -181,11 +184,13 @@ class _MessageMemo:
 async def _write(context: Context, message: object) -> None:
     try:
         await context.write(message)
-    except Exception:
-        if context.done():
-            # The client went away between our check and the write; the call is over, nothing to report.
-            raise asyncio.CancelledError from None
+    except asyncio.CancelledError:
         raise
+    except Exception as error:
+        # A failed write means the call is already over (the client cancelled or went away between two
+        # messages): nothing can be reported on it, so the stream ends like a cancelled one.
+        log.debug("stream write failed, call is over: %r", error)
+        raise asyncio.CancelledError from None
 
 
 def _stream_end(ended: StreamEnded) -> stream_pb2.StreamEnd:
