@@ -144,7 +144,9 @@ class Deliverer:
         self._settings = settings
         self._hooks: DeliveryHooks = hooks or _NoHooks()
         self.owner = f"worker-{uuid.uuid4()}"
-        self._exponential = wait_exponential_jitter(initial=settings.backoff_initial, max=settings.backoff_max)
+        self._exponential = wait_exponential_jitter(
+            multiplier=settings.backoff_initial, max=settings.backoff_max, jitter=settings.backoff_initial
+        )
 
     def _lease(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self._settings.lease_seconds)
