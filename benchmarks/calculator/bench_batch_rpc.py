@@ -41,16 +41,17 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.calculator.api import convert
+from services.calculator.domain.model import GREEKS_OUTPUTS, GreeksBatchResult
 from services.platform.peers import channel_options
 from tastyplat.calculator.v1 import calculator_service_pb2 as pb
 from tastyplat.calculator.v1 import calculator_service_pb2_grpc as pb_grpc
+from tastyplat.type.v1 import option_pb2
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 N = 100_000
 TARGET = 5_000_000  # options per second through the batch RPC (issue 4)
 METHOD = "/tastyplat.calculator.v1.CalculatorService/ComputeGreeksBatch"
-STYLES = {"european": pb.tastyplat_dot_type_dot_v1_dot_option__pb2.EXERCISE_STYLE_EUROPEAN,  # type: ignore[attr-defined]
-          "american": pb.tastyplat_dot_type_dot_v1_dot_option__pb2.EXERCISE_STYLE_AMERICAN}  # type: ignore[attr-defined]
+STYLES = {"european": option_pb2.EXERCISE_STYLE_EUROPEAN, "american": option_pb2.EXERCISE_STYLE_AMERICAN}
 
 
 def inputs(n: int, seed: int = 20240611) -> dict[str, np.ndarray]:
@@ -69,6 +70,21 @@ def inputs(n: int, seed: int = 20240611) -> dict[str, np.ndarray]:
         "rates": rng.uniform(0.0, 0.05, n),
         "dividend_yields": rng.uniform(0.0, 0.03, n),
     }
+
+
+def encode(cols: dict[str, np.ndarray], style: int) -> bytes:
+    """The NumPy client's request: packed columns written from the arrays' bytes."""
+    return convert.greeks_batch_request_to_wire(
+        is_call=cols["is_call"], spot_prices=cols["spot_prices"], strike_prices=cols["strike_prices"],
+        expiry_years=cols["expiry_years"], volatilities=cols["volatilities"], rates=cols["rates"],
+        dividend_yields=cols["dividend_yields"], style=style,
+    )
+
+
+def as_result(out: Any) -> GreeksBatchResult:
+    """A GreeksBatchResult holding what greeks_array returned."""
+    return GreeksBatchResult(**{name: getattr(out, name) for name in GREEKS_OUTPUTS},
+                             status=np.asarray(out.status, dtype=np.uint8))
 
 
 def machine() -> str:
@@ -104,7 +120,8 @@ def start_server(port: int, cpu: int | None) -> subprocess.Popen[bytes]:
             if process.poll() is not None:
                 raise SystemExit(f"server exited: {process.stderr.read().decode() if process.stderr else ''}")
             try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0).status == 1:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)  # type: ignore[attr-defined]
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return process
             except grpc.RpcError:
                 pass
@@ -148,12 +165,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         options = [*channel_options(), ("grpc.http2.max_frame_size", args.max_frame_size)] \
             if args.max_frame_size else channel_options()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options)
-        raw = channel.unary_unary(METHOD)
+        raw: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(METHOD)
         stub = pb_grpc.CalculatorServiceStub(channel)
         direct = core_ext.greeks_array(*cols.values(), style=args.style)
 
         async def numpy_call() -> dict[str, np.ndarray]:
-            data = convert.greeks_batch_request_to_wire(**cols, style=style_code)
+            data = encode(cols, style_code)
             return convert.greeks_batch_response_from_wire(await raw(data))
 
         lists = {name: values.tolist() for name, values in cols.items()}
@@ -198,12 +215,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def client_side_costs(style: str) -> dict[str, float]:
     """Per-call client costs of the NumPy path, measured in this process (no network)."""
     cols = inputs(N)
-    result = core_ext.greeks_array(*cols.values(), style=style)
-    from services.calculator.domain.model import GreeksBatchResult
-
-    response = convert.greeks_batch_result_to_wire(
-        GreeksBatchResult(*(getattr(result, n) for n in ("price", "delta", "gamma", "vega", "theta", "rho", "vanna",
-                                                          "charm")), status=np.asarray(result.status)))
+    result = as_result(core_ext.greeks_array(*cols.values(), style=style))
+    response = convert.greeks_batch_result_to_wire(result)
 
     def best(f: Callable[[], Any], k: int = 20) -> float:
         values = []
@@ -213,13 +226,11 @@ def client_side_costs(style: str) -> dict[str, float]:
             values.append(time.perf_counter() - t0)
         return min(values)
 
-    request = convert.greeks_batch_request_to_wire(**cols)
+    request = encode(cols, STYLES[style])
     return {
-        "encode request": best(lambda: convert.greeks_batch_request_to_wire(**cols)),
+        "encode request": best(lambda: encode(cols, STYLES[style])),
         "server: parse request": best(lambda: convert.greeks_batch_from_wire(request)),
-        "server: encode response": best(lambda: convert.greeks_batch_result_to_wire(
-            GreeksBatchResult(*(getattr(result, n) for n in ("price", "delta", "gamma", "vega", "theta", "rho",
-                                                              "vanna", "charm")), status=np.asarray(result.status)))),
+        "server: encode response": best(lambda: convert.greeks_batch_result_to_wire(result)),
         "decode response": best(lambda: convert.greeks_batch_response_from_wire(response)),
         "request bytes": float(len(request)),
         "response bytes": float(len(response)),

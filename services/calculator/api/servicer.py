@@ -90,7 +90,7 @@ def add_to_server(servicer: CalculatorServicer, server: grpc.aio.Server) -> None
     The single-option RPCs keep the generated protobuf (de)serializers; the batch RPCs and the portfolio
     aggregation take and return bytes, which their handlers parse and build themselves.
     """
-    handlers = {
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
         "ComputeGreeks": grpc.unary_unary_rpc_method_handler(
             servicer.ComputeGreeks,
             request_deserializer=pb.ComputeGreeksRequest.FromString,

@@ -193,15 +193,15 @@ def encode_columns(
     for number, column in doubles.items():
         if len(column):
             array = np.ascontiguousarray(column, dtype="<f8")
-            parts.append((number, [_header(number, array.nbytes), memoryview(array).cast("B")]))
-    for number, column in small_varints.items():
-        if len(column):
-            array = np.ascontiguousarray(column)
-            if array.dtype != np.bool_:
-                if int(array.min()) < 0 or int(array.max()) >= 0x80:
+            parts.append((number, [_header(number, array.nbytes), array.data.cast("B")]))
+    for number, small in small_varints.items():
+        if len(small):
+            values = np.ascontiguousarray(small)
+            if values.dtype != np.bool_:
+                if int(values.min()) < 0 or int(values.max()) >= 0x80:
                     raise ValueError(f"field {number}: values must be in [0, 128) to be written as bytes")
-                array = array.astype(np.uint8, copy=False)
-            parts.append((number, [_header(number, array.nbytes), memoryview(array).cast("B")]))
+                values = values.astype(np.uint8, copy=False)
+            parts.append((number, [_header(number, values.nbytes), values.data.cast("B")]))
     for number, value in varints.items():
         if value:
             parts.append((number, [encode_varint(number << 3) + encode_varint(int(value))]))

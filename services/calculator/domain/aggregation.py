@@ -248,79 +248,80 @@ def _check_benchmark(price: float) -> None:
         )
 
 
+def _fixed(path: str, description: str, reason: str) -> Callable[[int], FieldViolation]:
+    def build(i: int) -> FieldViolation:
+        return FieldViolation(f"positions[{i}].{path}", description, reason)
+
+    return build
+
+
+def _bad_value(path: str, values: npt.NDArray[np.generic], rule_text: str) -> Callable[[int], FieldViolation]:
+    def build(i: int) -> FieldViolation:
+        return FieldViolation(f"positions[{i}].{path}", f"must be {rule_text}, got {values[i].item()!r}",
+                              FieldInvalid.reason)
+
+    return build
+
+
 def _check_positions(p: Positions) -> None:
     found = _Violations()
     n = len(p)
     instrument_known = np.isin(p.instrument, [int(Instrument.OPTION), int(Instrument.EQUITY)])
     is_option = p.instrument == int(Instrument.OPTION)
+    found.add_mask(0, p.instrument == 0, _fixed("instrument", "required: option or equity", FieldRequired.reason))
     found.add_mask(
-        0,
-        p.instrument == 0,
-        lambda i: FieldViolation(f"positions[{i}].instrument", "required: option or equity", FieldRequired.reason),
-    )
-    found.add_mask(
-        0,
-        ~instrument_known & (p.instrument != 0),
-        lambda i: FieldViolation(f"positions[{i}].instrument", "unknown instrument", FieldInvalid.reason),
+        0, ~instrument_known & (p.instrument != 0), _fixed("instrument", "unknown instrument", FieldInvalid.reason)
     )
     missing_symbol = np.fromiter((not s.strip() for s in p.underlying_symbols), dtype=np.bool_, count=n)
     found.add_mask(
-        1,
-        missing_symbol,
-        lambda i: FieldViolation(f"positions[{i}].underlying_symbol", "required, e.g. \"SPY\"", FieldRequired.reason),
+        1, missing_symbol, _fixed("underlying_symbol", 'required, e.g. "SPY"', FieldRequired.reason)
     )
     for order, (column, path, rule, option_only) in enumerate(_NUMBERS, start=2):
         values = getattr(p, column)
         bad = rule.bad_mask(values)
         if option_only:
             bad &= is_option
-        found.add_mask(
-            order,
-            bad,
-            lambda i, path=path, values=values, rule=rule: FieldViolation(
-                f"positions[{i}].{path}", f"must be {rule.text}, got {float(values[i])!r}", FieldInvalid.reason
-            ),
-        )
+        found.add_mask(order, bad, _bad_value(path, values, rule.text))
     found.add_mask(
         7,
         is_option & (p.style == int(ExerciseStyle.AMERICAN)) & (p.rate < 0.0),
-        lambda i: FieldViolation(
-            f"positions[{i}].option.rate", f"must be {AMERICAN_RATE.text}, got {float(p.rate[i])!r}",
-            FieldInvalid.reason,
-        ),
+        _bad_value("option.rate", p.rate, AMERICAN_RATE.text),
     )
     found.add_mask(
         3,
         is_option & (p.multiplier == 0.0),
-        lambda i: FieldViolation(
-            f"positions[{i}].multiplier", "required for an option leg: shares per contract, e.g. 100",
-            FieldRequired.reason,
-        ),
+        _fixed("multiplier", "required for an option leg: shares per contract, e.g. 100", FieldRequired.reason),
     )
-    found.add_mask(
-        20,
-        p.has_beta & ~np.isfinite(p.beta),
-        lambda i: FieldViolation(
-            f"positions[{i}].beta", f"must be a finite number, got {float(p.beta[i])!r}", FieldInvalid.reason
+    found.add_mask(20, p.has_beta & ~np.isfinite(p.beta), _bad_value("beta", p.beta, FINITE.text))
+    for order, (column, path, known) in enumerate(
+        (
+            ("kind", "option.kind", [int(v) for v in OptionKind]),
+            ("style", "option.style", [int(v) for v in ExerciseStyle]),
         ),
-    )
-    for order, (column, path, enum_cls) in enumerate(
-        (("kind", "option.kind", OptionKind), ("style", "option.style", ExerciseStyle)), start=30
+        start=30,
     ):
         codes = getattr(p, column)
+        found.add_mask(order, is_option & (codes == 0), _fixed(path, "required", FieldRequired.reason))
         found.add_mask(
             order,
-            is_option & (codes == 0),
-            lambda i, path=path: FieldViolation(f"positions[{i}].{path}", "required", FieldRequired.reason),
-        )
-        found.add_mask(
-            order,
-            is_option & (codes != 0) & ~np.isin(codes, [int(v) for v in enum_cls]),
-            lambda i, path=path, codes=codes: FieldViolation(
-                f"positions[{i}].{path}", f"unknown value {int(codes[i])}", FieldInvalid.reason
-            ),
+            is_option & (codes != 0) & ~np.isin(codes, known),
+            _bad_value(path, codes, f"one of {known}"),
         )
     found.raise_if_any("position fields")
+
+
+def _disagreement(
+    name: str, values: FloatArray, symbols: npt.NDArray[np.str_], head: IntArray
+) -> Callable[[int], FieldViolation]:
+    def build(i: int) -> FieldViolation:
+        return FieldViolation(
+            f"positions[{i}].{name}",
+            f"{float(values[i])!r} differs from {float(values[head[i]])!r} given for {symbols[i]} at "
+            f"positions[{int(head[i])}]",
+            UnderlyingPriceMismatch.reason,
+        )
+
+    return build
 
 
 def _check_agreement(
@@ -329,17 +330,7 @@ def _check_agreement(
     found = _Violations()
     head = first[inverse]
     for order, (name, values) in enumerate((("underlying_price", p.underlying_price), ("beta", beta))):
-        mismatch = values != values[head]
-        found.add_mask(
-            order,
-            mismatch,
-            lambda i, name=name, values=values: FieldViolation(
-                f"positions[{i}].{name}",
-                f"{float(values[i])!r} differs from {float(values[head[i]])!r} given for {symbols[i]} at "
-                f"positions[{int(head[i])}]",
-                UnderlyingPriceMismatch.reason,
-            ),
-        )
+        found.add_mask(order, values != values[head], _disagreement(name, values, symbols, head))
     found.raise_if_any("positions disagreeing on their underlying's price or beta")
 
 
@@ -418,8 +409,8 @@ def _check_finite(positions: PositionGreeks) -> None:
     found.add_mask(
         0,
         bad,
-        lambda i: FieldViolation(
-            f"positions[{i}].quantity",
+        _fixed(
+            "quantity",
             "with the multiplier and prices, takes the position's Greeks outside double precision",
             FieldInvalid.reason,
         ),

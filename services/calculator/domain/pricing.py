@@ -442,7 +442,7 @@ def compute_greeks_batch(batch: GreeksBatch) -> GreeksBatchResult:
     n, style, columns = _check_batch_shape(batch, _greeks_columns)
     if n == 0:
         empty = np.empty(0, dtype=np.float64)
-        return GreeksBatchResult(*([empty] * len(GREEKS_OUTPUTS)), status=np.empty(0, dtype=np.uint8))
+        return GreeksBatchResult(**dict.fromkeys(GREEKS_OUTPUTS, empty), status=np.empty(0, dtype=np.uint8))
     violations, count, invalid = _element_violations(batch, columns, n)
     if violations and not batch.mark_invalid_elements:
         _raise_element_errors(violations, count)
@@ -474,7 +474,7 @@ def compute_greeks_batch(batch: GreeksBatch) -> GreeksBatchResult:
         status[mark] = STATUS_INVALID_INPUT
         for array in arrays:
             array[mark] = np.nan
-    return GreeksBatchResult(*arrays, status=status)
+    return GreeksBatchResult(**dict(zip(GREEKS_OUTPUTS, arrays, strict=True)), status=status)
 
 
 def _beyond_model_range(mask: BoolArray, batch: _Batch, columns: Sequence[_Column]) -> CalculatorError:

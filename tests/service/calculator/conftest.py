@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
-import grpc.aio
 import pytest
+from calculator_service_support import Calculator
 
 from services.calculator.wiring import registration
-from services.platform.server import PlatformServer
 from services.platform.testing import client_channel, running_server
 from tastyplat.calculator.v1 import calculator_service_pb2_grpc as pb_grpc
-
-METHOD = "/tastyplat.calculator.v1.CalculatorService/"
-
-
-@dataclass
-class Calculator:
-    """The running server and its clients."""
-
-    server: PlatformServer
-    channel: grpc.aio.Channel
-    stub: pb_grpc.CalculatorServiceStub
-
-    def raw(self, rpc: str) -> Any:
-        """A bytes-in, bytes-out callable for ``rpc`` (how a NumPy client sends packed columns)."""
-        return self.channel.unary_unary(METHOD + rpc)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import grpc
 import grpc.aio
 import numpy as np
 import pytest
-from conftest import Calculator
+from calculator_service_support import Calculator
 
 from services.calculator.api import convert
 from services.platform.error_mapping import RichError, decode_error
