@@ -145,7 +145,8 @@ class StreamEnded(Exception):
 
 
 class _Keyed(Protocol):
-    symbol: str
+    @property
+    def symbol(self) -> str: ...
 
 
 T = TypeVar("T", bound=_Keyed)

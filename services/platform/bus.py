@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -268,8 +269,8 @@ class _MemorySubscription:
                 message_id=envelope.message_id,
                 redelivered=envelope.delivery_count > 1,
                 delivery_count=envelope.delivery_count,
-                ack=lambda tag=tag: self._ack(tag),
-                reject=lambda requeue, tag=tag: self._reject(tag, requeue),
+                ack=functools.partial(self._ack, tag),
+                reject=functools.partial(self._reject, tag),
             )
             if envelope.message_id in self._seen:
                 await delivery.ack()
@@ -450,13 +451,17 @@ class _RabbitSubscription:
                 message_id=message.message_id or "",
                 redelivered=bool(message.redelivered),
                 delivery_count=count,
-                ack=lambda m=message: self._ack(m),
-                reject=lambda requeue, m=message: m.nack(requeue=requeue),
+                ack=functools.partial(self._ack, message),
+                reject=functools.partial(self._reject, message),
             )
             if delivery.message_id and delivery.message_id in self._seen:
                 await delivery.ack()
                 continue
             return delivery
+
+    @staticmethod
+    async def _reject(message: Any, requeue: bool) -> None:
+        await message.nack(requeue=requeue)
 
     async def _ack(self, message: Any) -> None:
         await message.ack()

@@ -21,8 +21,8 @@ __all__ = [
     "timestamp_to_nanos",
 ]
 
-_SOURCES = {FeedKind.DXFEED: pb.QUOTE_SOURCE_DXFEED, FeedKind.SIMULATOR: pb.QUOTE_SOURCE_SIMULATOR}
-_INTERVALS = {
+_SOURCES: dict[FeedKind, int] = {FeedKind.DXFEED: pb.QUOTE_SOURCE_DXFEED, FeedKind.SIMULATOR: pb.QUOTE_SOURCE_SIMULATOR}
+_INTERVALS: dict[int, CandleInterval] = {
     pb.CANDLE_INTERVAL_ONE_MINUTE: CandleInterval.ONE_MINUTE,
     pb.CANDLE_INTERVAL_FIVE_MINUTES: CandleInterval.FIVE_MINUTES,
     pb.CANDLE_INTERVAL_ONE_HOUR: CandleInterval.ONE_HOUR,
@@ -62,7 +62,7 @@ def quote_to_proto(quote: QuoteUpdate, symbol: str, kind: FeedKind) -> pb.Quote:
         ask_size=quote.ask_size,
         day_volume=quote.day_volume,
         quote_time=timestamp_from_nanos(quote.time_ns),
-        source=_SOURCES[kind],
+        source=_SOURCES[kind],  # type: ignore[arg-type]  # enum values are ints at runtime
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +30,7 @@ class ModelValues:
     charm: Array
 
 
-def _style(american: bool) -> str:
+def _style(american: bool) -> Literal["european", "american"]:
     return "american" if american else "european"
 
 
