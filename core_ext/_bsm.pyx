@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: autotestdict=False
 """Black-Scholes-Merton and Bjerksund-Stensland (2002) pricing, Greeks and implied volatility kernels.
 
 Theory of operation
@@ -392,6 +393,10 @@ cdef class GreeksArray:
 
     def __len__(self):
         return len(self.status)
+
+    def __reduce__(self):
+        return (GreeksArray, (self.price, self.delta, self.gamma, self.vega, self.theta, self.rho, self.vanna,
+                              self.charm, self.status))
 
     def __repr__(self):
         n_bad = int(np.count_nonzero(self.status))
