@@ -12,7 +12,10 @@ Options followed by Greeks streams are marked dirty when their quote, their dxFe
 underlying's quote change; a Greeks task recomputes the dirty ones with core_ext every `greeks_interval`
 seconds, in one batch, and hands the results to the Greeks hub, cache and bus the same way.
 
-Streams acquire feed subscriptions by reference count and release them when they close, at once.
+Streams acquire feed subscriptions by reference count and release them when they close, at once. Consumers
+of the bus ask for symbols without a stream by publishing an interest lease on `marketdata.interest`
+(`{"symbols": [...], "greeks": bool, "lease_seconds": n}`, renewed by sending it again); every instance
+follows leased symbols until the lease runs out, so their ticks reach the bus.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from services.marketdata.domain.errors import (
     CacheUnavailable,
     DatabaseUnavailable,
     FeedUnavailable,
+    MarketDataError,
     QuoteNotFound,
     TooManyStreams,
 )
@@ -56,13 +60,14 @@ from services.marketdata.domain.history import (
     encode_page_token,
 )
 from services.marketdata.domain.model import ModelInputs, model_greeks
-from services.marketdata.domain.symbols import OptionSymbol, parse_option_symbol, streamer_symbol
+from services.marketdata.domain.symbols import OptionSymbol, parse_option_symbol, streamer_symbol, validate_symbols
 from services.marketdata.ports import MarketFeed, TickStore
 from services.platform.bus import BusError, MessageBus
 from services.platform.cache import CacheError, LatestValueCache
 from services.platform.clock import Clock
 
 __all__ = [
+    "INTEREST_TOPIC",
     "AppSettings",
     "EndReason",
     "HistoryWriter",
@@ -74,6 +79,9 @@ __all__ = [
 
 log = logging.getLogger("tastyplat.marketdata")
 
+INTEREST_TOPIC = "marketdata.interest"
+DEFAULT_LEASE_SECONDS = 600.0
+MAX_LEASE_SECONDS = 3600.0
 QUOTES_NAMESPACE = "quotes"
 GREEKS_NAMESPACE = "greeks"
 _TOPIC_UNSAFE = re.compile(r"[.*#\s]")
@@ -412,6 +420,7 @@ class MarketDataApp:
         self._streams_by_caller: collections.Counter[str] = collections.Counter()
         self._active_streams = 0
         self._releases: set[asyncio.Task[None]] = set()
+        self._leases: dict[str, tuple[float, bool]] = {}
         self._message_seq = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._ending: BaseException | None = None
@@ -435,6 +444,8 @@ class MarketDataApp:
             ("bus", self._bus_loop()),
             ("history", self.history_writer.run()),
             ("feed-watch", self._feed_watch()),
+            ("interest", self._interest_loop()),
+            ("leases", self._lease_loop()),
         ):
             self._tasks.append(asyncio.create_task(coroutine, name=f"marketdata-{name}"))
 
@@ -544,20 +555,11 @@ class MarketDataApp:
         """
         keys, aliases = self._keys(symbols)
         self._admit(caller)
-        options = {key: parse_option_symbol(key) for key in keys}
-        interest = [("Greeks", key) for key in keys] + self._quote_interest(
-            list(dict.fromkeys([*keys, *(o.underlying for o in options.values() if o is not None)]))
-        )
+        interest = self._greeks_interest(keys)
         subscriber = self.greeks_hub.add(keys)
         try:
             await self._acquire(interest)
-            for key, option in options.items():
-                if option is None:
-                    continue
-                self._greeks_followed[key] += 1
-                self._options[key] = option
-                self._options_by_underlying.setdefault(option.underlying, set()).add(key)
-            self._greeks_dirty.update(k for k, o in options.items() if o is not None)
+            self._follow_greeks(keys)
             snapshot = self._greeks_snapshot(keys)
         except BaseException:
             self.greeks_hub.remove(subscriber)
@@ -598,6 +600,91 @@ class MarketDataApp:
     def _quote_interest(keys: Iterable[str]) -> list[tuple[str, str]]:
         return [(event_type, key) for key in keys for event_type in ("Quote", "Trade", "Summary")]
 
+    def _greeks_interest(self, keys: Sequence[str]) -> list[tuple[str, str]]:
+        underlyings = [o.underlying for o in map(parse_option_symbol, keys) if o is not None]
+        return [("Greeks", key) for key in keys] + self._quote_interest(list(dict.fromkeys([*keys, *underlyings])))
+
+    def _follow_greeks(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            option = parse_option_symbol(key)
+            if option is None:
+                continue
+            self._greeks_followed[key] += 1
+            self._options[key] = option
+            self._options_by_underlying.setdefault(option.underlying, set()).add(key)
+            self._greeks_dirty.add(key)
+
+    def _unfollow_greeks(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            if key not in self._greeks_followed:
+                continue
+            self._greeks_followed[key] -= 1
+            if self._greeks_followed[key] > 0:
+                continue
+            del self._greeks_followed[key]
+            option = self._options.pop(key, None)
+            if option is not None:
+                siblings = self._options_by_underlying.get(option.underlying, set())
+                siblings.discard(key)
+                if not siblings:
+                    self._options_by_underlying.pop(option.underlying, None)
+
+    # ------------------------------------------------------------------ interest leases (the bus)
+
+    async def follow(self, symbols: Sequence[str], *, lease_seconds: float, greeks: bool = False) -> None:
+        """Follow validated `symbols` for `lease_seconds` without a stream (renew by calling again).
+
+        Their ticks are published on the bus like pinned symbols'; with `greeks`, options also get model
+        Greeks. This is how a consumer of the bus (the delta monitor) asks for the symbols it needs.
+        """
+        keys, _ = self._keys(symbols)
+        expires = self.clock.monotonic() + min(max(lease_seconds, 1.0), MAX_LEASE_SECONDS)
+        for key in keys:
+            previous = self._leases.get(key)
+            wants_greeks = greeks and parse_option_symbol(key) is not None
+            if previous is None:
+                await self._acquire(self._quote_interest([key]))
+            had_greeks = previous is not None and previous[1]
+            if wants_greeks and not had_greeks:
+                await self._acquire(self._greeks_interest([key]))
+                self._follow_greeks([key])
+            self._leases[key] = (max(expires, previous[0] if previous else 0.0), wants_greeks or had_greeks)
+
+    async def expire_leases(self) -> None:
+        """Stop following symbols whose lease has run out."""
+        now = self.clock.monotonic()
+        for key, (expires, greeks) in list(self._leases.items()):
+            if expires > now:
+                continue
+            del self._leases[key]
+            interest = self._quote_interest([key])
+            if greeks:
+                self._unfollow_greeks([key])
+                interest += self._greeks_interest([key])
+            await self._release(interest)
+
+    def leased(self) -> set[str]:
+        """Symbols followed through interest leases."""
+        return set(self._leases)
+
+    async def _interest_loop(self) -> None:
+        subscription = await self.bus.subscribe(INTEREST_TOPIC)
+        async with subscription:
+            async for delivery in subscription:
+                try:
+                    request = json.loads(delivery.payload)
+                    symbols = validate_symbols(list(request["symbols"]))
+                    lease = float(request.get("lease_seconds", DEFAULT_LEASE_SECONDS))
+                    await self.follow(symbols, lease_seconds=lease, greeks=bool(request.get("greeks", False)))
+                except (ValueError, KeyError, TypeError, MarketDataError) as error:
+                    log.warning("ignored malformed interest message %s: %s", delivery.message_id, error)
+                await delivery.ack()
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await self.clock.sleep(1.0)
+            await self.expire_leases()
+
     def _releaser(
         self, caller: str, interest: list[tuple[str, str]], greeks_keys: Sequence[str]
     ) -> collections.abc.Callable[[], collections.abc.Awaitable[None]]:
@@ -605,16 +692,7 @@ class MarketDataApp:
             self._streams_by_caller[caller] -= 1
             if self._streams_by_caller[caller] <= 0:
                 del self._streams_by_caller[caller]
-            for key in greeks_keys:
-                self._greeks_followed[key] -= 1
-                if self._greeks_followed[key] <= 0:
-                    del self._greeks_followed[key]
-                    option = self._options.pop(key, None)
-                    if option is not None:
-                        siblings = self._options_by_underlying.get(option.underlying, set())
-                        siblings.discard(key)
-                        if not siblings:
-                            self._options_by_underlying.pop(option.underlying, None)
+            self._unfollow_greeks(greeks_keys)
             # The feed unsubscription runs in its own task: a cancelled gRPC handler must not wait on feed
             # I/O (a DXLink send) while its call is being torn down.
             task = asyncio.create_task(unsubscribe())

@@ -215,3 +215,56 @@ async def test_greeks_stream_carries_broker_and_model_values(app: MarketDataApp,
         assert update.underlying_price == pytest.approx(500.0)
     await app.quiesce()
     assert option not in feed.subscribed["Greeks"]
+
+
+async def test_interest_lease_on_the_bus_makes_ticks_flow_until_it_expires(
+    app: MarketDataApp, feed: ScriptedFeed, bus: InProcessBus
+) -> None:
+    expiry = datetime.now(UTC).date() + timedelta(days=30)
+    option = f".QQQ{expiry:%y%m%d}P400"
+    request = {"symbols": ["QQQ", option], "greeks": True, "lease_seconds": 1}
+    await bus.publish("marketdata.interest", json.dumps(request).encode(), "interest-1")
+    for _ in range(100):
+        if app.leased() == {"QQQ", option}:
+            break
+        await asyncio.sleep(0.01)
+    assert app.leased() == {"QQQ", option}
+    assert {"QQQ", option} <= feed.subscribed["Quote"] and option in feed.subscribed["Greeks"]
+    async with await bus.subscribe("marketdata.quotes.QQQ") as ticks:
+        feed.push([q("QQQ", 400.0, 400.05)])
+        delivery = await asyncio.wait_for(ticks.__anext__(), 2.0)
+        assert json.loads(delivery.payload)["quotes"][0]["symbol"] == "QQQ"
+        await delivery.ack()
+    app.clock = _Later(app.clock, 5.0)  # type: ignore[assignment]
+    await app.expire_leases()
+    await app.quiesce()
+    assert app.leased() == set()
+    assert "QQQ" not in feed.subscribed["Quote"] and option not in feed.subscribed["Greeks"]
+
+
+async def test_malformed_interest_message_is_ignored(app: MarketDataApp, bus: InProcessBus) -> None:
+    await bus.publish("marketdata.interest", b"not json", "bad-1")
+    await bus.publish("marketdata.interest", json.dumps({"symbols": []}).encode(), "bad-2")
+    await bus.publish("marketdata.interest", json.dumps({"symbols": ["SPY"]}).encode(), "good-1")
+    for _ in range(100):
+        if app.leased():
+            break
+        await asyncio.sleep(0.01)
+    assert app.leased() == {"SPY"}
+
+
+class _Later:
+    """The app's clock moved `seconds` ahead (monotonic only)."""
+
+    def __init__(self, clock, seconds: float) -> None:  # type: ignore[no-untyped-def]
+        self._clock = clock
+        self._seconds = seconds
+
+    def now(self):  # type: ignore[no-untyped-def]
+        return self._clock.now()
+
+    def monotonic(self) -> float:
+        return self._clock.monotonic() + self._seconds
+
+    async def sleep(self, seconds: float) -> None:
+        await self._clock.sleep(seconds)
