@@ -1,0 +1,1 @@
+"""Portfolio adapters: broker and market data peers, stores, alert publishing, identity."""

@@ -1,0 +1,1 @@
+"""Portfolio gRPC edge: servicer and conversions."""

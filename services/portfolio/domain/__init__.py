@@ -1,0 +1,1 @@
+"""Portfolio domain: lots, P&L, Greeks, scenarios and risk limits (no I/O)."""
