@@ -126,3 +126,15 @@ async def _next_quotes(call: Any) -> pb.QuoteBatch:
             return message.quotes
 
 
+
+
+async def test_rfc6749_shaped_oauth_error_is_feed_not_authorized() -> None:
+    async with FakeTastytrade(oauth_error_style="rfc6749") as api:
+        tokens = TastytradeQuoteTokens(
+            base_url=api.url, client_secret=api.client_secret, refresh_token="not-a-token", clock=SystemClock()
+        )
+        try:
+            with pytest.raises(FeedNotAuthorized, match="invalid_grant"):
+                await tokens.fetch()
+        finally:
+            await tokens.close()
