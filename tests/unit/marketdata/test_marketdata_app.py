@@ -10,10 +10,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.marketdata.app import MarketDataApp, StreamEnded
-from services.marketdata.domain.errors import FeedUnavailable, PageTokenInvalid, QuoteNotFound, TooManyStreams
+from services.marketdata.domain.errors import (
+    CacheUnavailable,
+    DatabaseUnavailable,
+    FeedUnavailable,
+    PageTokenInvalid,
+    QuoteNotFound,
+    TooManyStreams,
+)
 from services.marketdata.domain.events import GreeksEvent, QuoteEvent, TradeEvent
 from services.marketdata.domain.history import CandleInterval, HistoryQuery
 from services.platform.bus import InProcessBus
+from services.platform.cache import CacheError
 
 from tests.unit.marketdata.conftest import ScriptedFeed
 
@@ -268,3 +276,31 @@ class _Later:
 
     async def sleep(self, seconds: float) -> None:
         await self._clock.sleep(seconds)
+
+
+class _BrokenCache:
+    async def get_many(self, namespace, keys):  # type: ignore[no-untyped-def]
+        raise CacheError("connection refused")
+
+    async def put_many(self, namespace, values):  # type: ignore[no-untyped-def]
+        raise CacheError("connection refused")
+
+
+async def test_get_quote_with_the_cache_down_is_cache_unavailable(app: MarketDataApp, feed: ScriptedFeed) -> None:
+    app.cache = _BrokenCache()  # type: ignore[assignment]
+    with pytest.raises(CacheUnavailable):
+        await app.get_quote("SPY")
+    feed.push([q("SPY", 1.0, 1.1)])
+    await _settle(app, feed)
+    assert app.cache_failures > 0  # writes failed, were counted, and ingest went on
+    assert app.book.quote("SPY") is not None
+
+
+async def test_get_history_with_the_database_down_is_database_unavailable(app: MarketDataApp, store) -> None:  # type: ignore[no-untyped-def]
+    async def refused(*args):  # type: ignore[no-untyped-def]
+        raise ConnectionRefusedError("connection refused")
+
+    store.candles = refused
+    query = HistoryQuery.build("SPY", CandleInterval.ONE_HOUR, None, T0, 10)
+    with pytest.raises(DatabaseUnavailable):
+        await app.get_history(query, "")
