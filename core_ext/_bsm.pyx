@@ -129,8 +129,14 @@ cdef extern from * nogil:
             double xt = -fabs(x);
             double bmax = ex < emx ? ex : emx;
             ok = ok & (x - x == 0.0);
-            int st = bt < bmax ? 0 : 3;
-            st = bt > 0.0 ? st : 2;
+            /* "At" the intrinsic value or the maximum (S e^{-qT} for a call, K e^{-rT} for a put) means within a
+               few ulps: the caller's own rounding of those bounds must not turn into a vol of 0+ or infinity. */
+            double cap = ic[i] ? S[i] * exp(-q[i] * T[i]) : K[i] * exp(-r[i] * T[i]);
+            double floor_tol = intr > 0.0 ? 4.0 * 2.220446049250313e-16 * (S[i] > K[i] ? S[i] : K[i]) : 0.0;
+            int above = (bt >= bmax) | (P[i] >= cap * (1.0 - 4.0 * 2.220446049250313e-16));
+            int below = (bt <= 0.0) | (P[i] - intr <= floor_tol);
+            int st = above ? 3 : 0;
+            st = below ? 2 : st;
             st = ok ? st : 1;
             status[i] = (int8_t)st;
             int good = st == 0;
@@ -1107,9 +1113,10 @@ cdef int8_t _iv_american_one(double sgn, double P, double S, double K, double T,
     lower = lower if lower > fwd else fwd
     lower = lower if lower > 0.0 else 0.0
     upper = S if sgn > 0.0 else K
-    if not (P > lower):
+    # "At" a bound means within a few ulps of it (see tp_iv_prepare).
+    if not (P - lower > (4.0 * DBL_EPS * (S if S > K else K) if lower > 0.0 else 0.0)):
         return STATUS_BELOW_INTRINSIC
-    if not (P < upper):
+    if not (P < upper * (1.0 - 4.0 * DBL_EPS)):
         return STATUS_ABOVE_MAXIMUM
     lo = 0.0
     hi = INFINITY

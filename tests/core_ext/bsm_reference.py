@@ -10,7 +10,7 @@ import mpmath as mp
 
 # Working precision of every reference value. Derivatives are taken by central differences at this
 # precision, so their truncation and rounding errors sit far below the 1e-10 the tests ask for.
-DPS = 32
+DPS = 40
 
 Number = float | mp.mpf
 
@@ -150,8 +150,9 @@ def reference_greeks(
 ) -> RefGreeks:
     """Price and Greeks of price_fn by central differences at DPS digits, in core_ext's units.
 
-    Step sizes are relative (1e-9 for first derivatives, 1e-7 for second ones): the truncation error is of
-    order step**2 (about 1e-18 and 1e-14 relative) and rounding adds DPS-digit noise divided by the step.
+    Spot steps scale with S sigma sqrt(T) (the distance over which the price bends), time steps with T and
+    vol steps with sigma: relative steps of 1e-10 for first and 1e-8 for second and mixed derivatives give
+    truncation errors near 1e-20 and 1e-16 and rounding errors far below that at DPS digits.
     """
     with mp.workdps(DPS):
         s0, k0, t0, v0, r0, q0 = (mp.mpf(a) for a in (spot, strike, t, vol, r, q))
@@ -159,12 +160,12 @@ def reference_greeks(
         def f(s: mp.mpf = s0, tt: mp.mpf = t0, v: mp.mpf = v0, rr: mp.mpf = r0) -> mp.mpf:
             return price_fn(kind, s, k0, tt, v, rr, q0)
 
-        hs1 = s0 * mp.mpf("1e-9")
-        hs2 = s0 * mp.mpf("1e-7")
-        hv = v0 * mp.mpf("1e-9")
-        # Keep the time step inside (0, T) for one-hour expiries.
-        ht = t0 * mp.mpf("1e-9")
-        hr = mp.mpf("1e-11")
+        spread = s0 * v0 * mp.sqrt(t0)
+        hs1 = spread * mp.mpf("1e-10")
+        hs2 = spread * mp.mpf("1e-8")
+        hv = v0 * mp.mpf("1e-10")
+        ht = t0 * mp.mpf("1e-10")
+        hr = mp.mpf("1e-10") / (1 + t0)
         p0 = f()
         delta = (f(s=s0 + hs1) - f(s=s0 - hs1)) / (2 * hs1)
         gamma = (f(s=s0 + hs2) - 2 * p0 + f(s=s0 - hs2)) / (hs2 * hs2)
@@ -175,8 +176,8 @@ def reference_greeks(
         def delta_at(v: mp.mpf = v0, tt: mp.mpf = t0) -> mp.mpf:
             return (f(s=s0 + hs2, v=v, tt=tt) - f(s=s0 - hs2, v=v, tt=tt)) / (2 * hs2)
 
-        hv2 = v0 * mp.mpf("1e-7")
-        ht2 = t0 * mp.mpf("1e-7")
+        hv2 = v0 * mp.mpf("1e-8")
+        ht2 = t0 * mp.mpf("1e-8")
         vanna = (delta_at(v=v0 + hv2) - delta_at(v=v0 - hv2)) / (2 * hv2)
         ddelta_dt = (delta_at(tt=t0 + ht2) - delta_at(tt=t0 - ht2)) / (2 * ht2)
         return RefGreeks(
