@@ -196,11 +196,14 @@ class PostgresStore:
         """
         schema = self._schema
 
-        async def init(connection: asyncpg.Connection) -> None:
-            await connection.execute(f"SET search_path TO {schema}")
-
         try:
-            self._pool = await asyncpg.create_pool(self._dsn, min_size=self._min_size, max_size=self._max_size, init=init)
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                # A startup parameter, not a SET: the pool's RESET ALL on release would undo a SET.
+                server_settings={"search_path": schema},
+            )
         except (OSError, asyncpg.PostgresError) as error:
             raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {error}") from error
         async with self.pool.acquire() as connection, connection.transaction():

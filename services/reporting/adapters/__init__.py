@@ -1,0 +1,1 @@
+"""Reporting adapters: peers, report writers, archive, identity."""

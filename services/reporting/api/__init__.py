@@ -1,0 +1,1 @@
+"""Reporting gRPC edge: servicer and conversions."""

@@ -1,0 +1,1 @@
+"""Reporting domain: transaction analysis and report tables (no I/O)."""
