@@ -175,8 +175,6 @@ def run_scenario(book: PricingBook, grid: Grid, base_value: float, *, threads: i
         else:
             base_model = float(_slab(book, opt, np.zeros(1), 0.0, 0.0)[0][0])
         option_pnl = out["value"] - base_model
-        if zero:
-            option_pnl[grid.days.index(0.0), grid.shifts.index(0.0), grid.moves.index(0.0)] = 0.0
     else:
         option_pnl = np.zeros((D, S, M))
     stock_pnl = stock_exposure * moves
