@@ -470,7 +470,7 @@ class PostgresNonceStore:
         Raises:
             NonceStoreUnavailable: PostgreSQL cannot be reached.
         """
-        import asyncpg
+        import asyncpg  # type: ignore[import-untyped]
 
         if self._pool is not None:
             return
@@ -741,7 +741,7 @@ def _guard(handler: grpc.RpcMethodHandler[Any, Any], method: str, check: Check) 
         await check(method, tuple(context.invocation_metadata() or ()), body)
 
     if handler.unary_unary is not None:
-        uu = handler.unary_unary
+        uu: Callable[..., Any] = handler.unary_unary
         if not inspect.iscoroutinefunction(uu):
             _unguardable(method)
 
@@ -751,7 +751,7 @@ def _guard(handler: grpc.RpcMethodHandler[Any, Any], method: str, check: Check) 
 
         return grpc.unary_unary_rpc_method_handler(unary_unary, request_deserializer=des, response_serializer=ser)
     if handler.stream_unary is not None:
-        su = handler.stream_unary
+        su: Callable[..., Any] = handler.stream_unary
         if not inspect.iscoroutinefunction(su):
             _unguardable(method)
 
