@@ -683,7 +683,10 @@ class MarketDataApp:
     async def _lease_loop(self) -> None:
         while True:
             await self.clock.sleep(1.0)
-            await self.expire_leases()
+            try:
+                await self.expire_leases()
+            except Exception:
+                log.exception("lease_loop failed; next round continues")
 
     def _releaser(
         self, caller: str, interest: list[tuple[str, str]], greeks_keys: Sequence[str]
@@ -764,28 +767,35 @@ class MarketDataApp:
     # ------------------------------------------------------------------ background tasks
 
     async def _ingest(self) -> None:
-        book = self.book
         async for batch in self.feed.batches():
-            self.ingested_batches += 1
-            self.ingested_events += len(batch)
-            changes = book.apply(batch)
-            quotes = changes.quotes
-            if quotes:
-                self.quote_hub.publish(quotes)
-                pending = self._cache_pending[QUOTES_NAMESPACE]
-                for quote in quotes:
-                    pending[quote.symbol] = quote
-                    self._bus_quotes.offer(quote.symbol, quote)
-            if self._greeks_followed:
-                dirty = self._greeks_dirty
-                for symbol in changes.greeks_symbols:
-                    if symbol in self._greeks_followed:
-                        dirty.add(symbol)
-                for symbol in changes.underlyings:
-                    dependants = self._options_by_underlying.get(symbol)
-                    if dependants:
-                        dirty.update(dependants)
-            self.history_writer.offer(history_ticks(batch))
+            try:
+                self.ingest(batch)
+            except Exception:
+                # One bad batch must not stop the feed for everyone.
+                log.exception("ingest of a batch of %d events failed", len(batch))
+
+    def ingest(self, batch: Sequence[FeedEvent]) -> None:
+        """Fold one batch of feed events into the book and hand the updates on (never waits)."""
+        self.ingested_batches += 1
+        self.ingested_events += len(batch)
+        changes = self.book.apply(batch)
+        quotes = changes.quotes
+        if quotes:
+            self.quote_hub.publish(quotes)
+            pending = self._cache_pending[QUOTES_NAMESPACE]
+            for quote in quotes:
+                pending[quote.symbol] = quote
+                self._bus_quotes.offer(quote.symbol, quote)
+        if self._greeks_followed:
+            dirty = self._greeks_dirty
+            for symbol in changes.greeks_symbols:
+                if symbol in self._greeks_followed:
+                    dirty.add(symbol)
+            for symbol in changes.underlyings:
+                dependants = self._options_by_underlying.get(symbol)
+                if dependants:
+                    dirty.update(dependants)
+        self.history_writer.offer(history_ticks(batch))
 
     async def _greeks_loop(self) -> None:
         while True:
@@ -812,7 +822,10 @@ class MarketDataApp:
     async def _cache_loop(self) -> None:
         while True:
             await self.clock.sleep(self.settings.cache_flush_interval)
-            await self.flush_cache()
+            try:
+                await self.flush_cache()
+            except Exception:
+                log.exception("cache_loop failed; next round continues")
 
     async def flush_cache(self) -> None:
         """Write the latest values gathered since the last flush to the cache (errors are logged, counted)."""
@@ -830,7 +843,10 @@ class MarketDataApp:
     async def _bus_loop(self) -> None:
         while True:
             await self.clock.sleep(self.settings.bus_publish_interval)
-            await self.publish_ticks()
+            try:
+                await self.publish_ticks()
+            except Exception:
+                log.exception("bus_loop failed; next round continues")
 
     async def publish_ticks(self) -> None:
         """Publish the updates gathered since the last call, one bus message per kind and underlying.
