@@ -6,7 +6,7 @@ persistent message; in-process: the message sits in every matching queue). Subsc
 or more topic patterns (AMQP rules: words split by ".", `*` matches one word, `#` zero or more):
 
 - `queue=None`: a private queue that lives as long as the subscription; every such subscriber sees every
-  matching message (fan-out).
+  matching message (fan-out). `max_length` bounds it, dropping the oldest waiting messages first (ticks).
 - `queue="name"`: a durable named queue shared by competing consumers; messages wait there while nobody
   consumes. It has a delivery limit: a message rejected with requeue more often than that, or rejected
   without requeue, moves to the dead-letter queue `name.dead`, readable with `subscribe_dead_letters`.
@@ -170,8 +170,17 @@ class MessageBus(Protocol):
         *,
         queue: str | None = None,
         prefetch: int = 64,
+        max_length: int | None = None,
     ) -> Subscription:
-        """Bind a queue to the topic patterns and start consuming from it (see the module docstring)."""
+        """Bind a queue to the topic patterns and start consuming from it (see the module docstring).
+
+        Args:
+            patterns: One topic pattern or several.
+            queue: A durable named queue shared by competing consumers; None for a private queue.
+            prefetch: Most unacknowledged deliveries held by this subscription.
+            max_length: For a private queue, the most messages it keeps waiting; older ones are dropped
+                first (for ticks, where only recent messages matter). None: unbounded.
+        """
         ...
 
     async def subscribe_dead_letters(self, queue: str, *, prefetch: int = 64) -> Subscription:
@@ -225,6 +234,7 @@ class _MemoryQueue:
         self.patterns: set[str] = set()
         self.changed = asyncio.Condition()
         self.consumers = 0
+        self.max_length: int | None = None
 
     async def put(self, envelope: _Envelope, *, front: bool = False) -> None:
         async with self.changed:
@@ -232,6 +242,9 @@ class _MemoryQueue:
                 self.ready.appendleft(envelope)
             else:
                 self.ready.append(envelope)
+                if self.max_length is not None:
+                    while len(self.ready) > self.max_length:
+                        self.ready.popleft()  # drop-head, as RabbitMQ's x-overflow=drop-head
             self.changed.notify_all()
 
 
@@ -357,6 +370,7 @@ class InProcessBus:
         *,
         queue: str | None = None,
         prefetch: int = 64,
+        max_length: int | None = None,
     ) -> _MemorySubscription:
         if self._closed:
             raise BusClosed("the bus is closed")
@@ -370,6 +384,7 @@ class InProcessBus:
         if queue is None:
             self._private_counter += 1
             target = _MemoryQueue(f"private.{self._private_counter}", durable=False, delivery_limit=None, dead=None)
+            target.max_length = max_length
         else:
             target = self._named_queue(queue)
         for pattern in pattern_list:
@@ -595,6 +610,7 @@ class RabbitMqBus:
         *,
         queue: str | None = None,
         prefetch: int = 64,
+        max_length: int | None = None,
     ) -> _RabbitSubscription:
         if self._closed:
             raise BusClosed("the bus is closed")
@@ -608,7 +624,8 @@ class RabbitMqBus:
         channel = await self._connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=prefetch)
         if queue is None:
-            amqp_queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            arguments = {"x-max-length": max_length, "x-overflow": "drop-head"} if max_length is not None else None
+            amqp_queue = await channel.declare_queue(exclusive=True, auto_delete=True, arguments=arguments)
         else:
             amqp_queue = await self._declare_named(channel, queue)
         for pattern in pattern_list:

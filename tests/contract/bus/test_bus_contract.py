@@ -216,3 +216,21 @@ def test_topic_matching_follows_amqp_rules() -> None:
     assert topic_matches("a.#.c", "a.c")
     assert topic_matches("#", "x.y.z")
     assert not topic_matches("a.b", "a.b.c")
+
+
+async def test_bounded_private_queue_drops_oldest_messages(bus: MessageBus) -> None:
+    async with await bus.subscribe("ticks.#", prefetch=1, max_length=3) as subscription:
+        first = None
+        for index in range(10):
+            await bus.publish("ticks.x", b"", f"m-{index}")
+            if first is None:
+                first = await _next(subscription)  # holds the only prefetch slot
+        await asyncio.sleep(0.2)  # let the broker apply the bound
+        await first.ack()
+        received = []
+        for _ in range(3):
+            delivery = await _next(subscription)
+            received.append(delivery.message_id)
+            await delivery.ack()
+        assert received == ["m-7", "m-8", "m-9"]
+        assert await _nothing_within(subscription)
