@@ -6,7 +6,7 @@ import base64
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import grpc.aio
@@ -345,7 +345,7 @@ async def test_health_and_reflection_need_no_credential(env: Env) -> None:
     health: Any = health_pb2_grpc.HealthStub(env.raw)
     response = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=5)
     assert response.status == health_pb2.HealthCheckResponse.SERVING
-    reflection: Any = reflection_pb2_grpc.ServerReflectionStub(env.raw)
+    reflection: Any = reflection_pb2_grpc.ServerReflectionStub(cast(Any, env.raw))
     request = reflection_pb2.ServerReflectionRequest(list_services="")
     answers = [a async for a in reflection.ServerReflectionInfo(iter([request]), timeout=5)]
     assert SERVICE in {s.name for s in answers[0].list_services_response.service}
