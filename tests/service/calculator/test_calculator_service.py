@@ -122,6 +122,7 @@ async def test_compute_implied_volatility_recovers_sigma(calculator: Calculator)
         ({"expiry_years": 0.0}, "FIELD_INVALID", "expiry_years"),
         ({"option_price": 1.0}, "PRICE_BELOW_INTRINSIC", "option_price"),
         ({"option_price": 42.5}, "PRICE_ABOVE_MAXIMUM", "option_price"),
+        ({"option_price": 42.0}, "PRICE_ABOVE_MAXIMUM", "option_price"),  # exactly the discounted spot (q = 0)
         ({"style": AMERICAN, "kind": PUT, "option_price": 40.0}, "PRICE_ABOVE_MAXIMUM", "option_price"),
         ({"style": AMERICAN, "rate": -0.01}, "FIELD_INVALID", "rate"),
     ],
