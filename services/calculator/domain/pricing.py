@@ -314,7 +314,6 @@ def check_batch_size(n: int, what: str = "elements") -> None:
 _Column = tuple[str, Rule | None, bool]
 
 
-
 def _greeks_columns(style: ExerciseStyle) -> tuple[_Column, ...]:
     return (
         ("is_call", None, False),
@@ -337,6 +336,7 @@ def _iv_columns(style: ExerciseStyle) -> tuple[_Column, ...]:
         ("rates", rate_rule(style), True),
         ("dividend_yields", FINITE, True),
     )
+
 
 _Batch = GreeksBatch | ImpliedVolatilityBatch
 
@@ -408,7 +408,7 @@ def _raise_element_errors(violations: list[FieldViolation], count: int) -> None:
         f"{count} batch element input(s) are invalid{more} (set mark_invalid_elements to get per-element "
         "statuses instead)",
         violations,
-        invalid_elements=str(count),
+        invalid_inputs=str(count),
         listed=str(listed),
     )
 

@@ -188,7 +188,7 @@ async def test_greeks_batch_bad_elements_are_named_with_column_and_index(calcula
     error = await failure(calculator.stub.ComputeGreeksBatch(request))
     assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "FIELD_INVALID")
     assert [f for f, _ in error.field_violations] == ["spot_prices[17]", "volatilities[42]"]
-    assert error.metadata["invalid_elements"] == "2"
+    assert error.metadata["invalid_inputs"] == "2"
 
 
 async def test_greeks_batch_lists_the_first_hundred_bad_elements(calculator: Calculator) -> None:
@@ -196,7 +196,7 @@ async def test_greeks_batch_lists_the_first_hundred_bad_elements(calculator: Cal
     error = await failure(calculator.stub.ComputeGreeksBatch(request))
     assert len(error.field_violations) == 100
     assert error.field_violations[99][0] == "expiry_years[99]"
-    assert error.metadata["invalid_elements"] == "1000"
+    assert error.metadata["invalid_inputs"] == "1000"
 
 
 async def test_greeks_batch_marks_invalid_elements_when_asked(calculator: Calculator) -> None:

@@ -263,7 +263,7 @@ def test_bad_elements_are_named_with_column_and_index_in_element_order() -> None
     with pytest.raises(FieldInvalid) as exc:
         pricing.compute_greeks_batch(batch)
     assert fields(exc) == ["spot_prices[17]", "expiry_years[17]", "volatilities[42]"]
-    assert exc.value.metadata["invalid_elements"] == "3"
+    assert exc.value.metadata["invalid_inputs"] == "3"
 
 
 def test_only_the_first_hundred_bad_elements_are_listed() -> None:
@@ -273,7 +273,7 @@ def test_only_the_first_hundred_bad_elements_are_listed() -> None:
         pricing.compute_greeks_batch(batch)
     assert len(exc.value.field_violations) == 100
     assert fields(exc)[:2] == ["strike_prices[0]", "strike_prices[2]"]
-    assert exc.value.metadata["invalid_elements"] == "250"
+    assert exc.value.metadata["invalid_inputs"] == "250"
 
 
 def test_bad_broadcast_value_is_named_at_index_zero() -> None:
