@@ -231,12 +231,13 @@ class PeerKeyring:
         self._keys = {k: bytes(v) for k, v in keys.items()}
         self._signing_key_id = signing_key_id
 
-    @classmethod
-    def from_setting(cls, text: str, signing_key_id: str) -> PeerKeyring:
-        """Parse ``"kid1:<base64 secret>[,kid2:<base64 secret>...]"``.
+    @staticmethod
+    def parse_keys(text: str) -> dict[str, bytes]:
+        """Parse ``"kid1:<base64 secret>[,kid2:<base64 secret>...]"`` into secrets by key id.
 
         Raises:
-            ValueError: Malformed text (the message never quotes key material).
+            ValueError: Malformed text, a short secret, a repeated key id, or no key (the message never
+                quotes key material).
         """
         keys: dict[str, bytes] = {}
         for part in (p.strip() for p in text.split(",")):
@@ -249,7 +250,18 @@ class PeerKeyring:
             if key_id in keys:
                 raise ValueError(f"key id {key_id!r} appears twice")
             keys[key_id] = _decode_secret(secret, key_id)
-        return cls(keys, signing_key_id)
+        if not keys:
+            raise ValueError("no keys")
+        return keys
+
+    @classmethod
+    def from_setting(cls, text: str, signing_key_id: str) -> PeerKeyring:
+        """Parse ``"kid1:<base64 secret>[,kid2:<base64 secret>...]"`` (see ``parse_keys``).
+
+        Raises:
+            ValueError: Malformed text, or ``signing_key_id`` not among the keys.
+        """
+        return cls(cls.parse_keys(text), signing_key_id)
 
     @property
     def signing_key_id(self) -> str:
@@ -637,7 +649,8 @@ class PeerVerifier:
             raise PeerSignatureInvalid("the peer signature does not match the request", metadata={"key_id": key_id})
         expires_at = datetime.fromtimestamp(signed_at, UTC) + timedelta(seconds=2 * self.window_seconds)
         if not await self._nonces.claim(bytes.fromhex(nonce), expires_at=expires_at, now=now):
-            raise PeerNonceReplayed("the peer nonce was already used: the request is a replay", metadata={"nonce": nonce})
+            raise PeerNonceReplayed("the peer nonce was already used: the request is a replay",
+                                    metadata={"nonce": nonce})
         return key_id
 
 
@@ -883,12 +896,11 @@ class PeerAuthSettings(Settings):
 
     def __post_init__(self) -> None:
         try:
-            keyring = PeerKeyring.from_setting(self.keys.reveal(), self.key_id)
+            keys = PeerKeyring.parse_keys(self.keys.reveal())
         except ValueError as exc:
-            variable = "PEER_AUTH_KEY_ID" if "signing key id" in str(exc) else "PEER_AUTH_KEYS"
-            raise InvalidSettingError(variable, str(exc)) from None
-        if not keyring.key_ids:
-            raise InvalidSettingError("PEER_AUTH_KEYS", "no keys")
+            raise InvalidSettingError("PEER_AUTH_KEYS", str(exc)) from None
+        if self.key_id not in keys:
+            raise InvalidSettingError("PEER_AUTH_KEY_ID", f"{self.key_id!r} is not among the key ids {sorted(keys)}")
         if not _SCHEMA_NAME.match(self.database_schema):
             raise InvalidSettingError("PEER_AUTH_DATABASE_SCHEMA", f"must match {_SCHEMA_NAME.pattern}")
 

@@ -1,4 +1,4 @@
-"""Peer auth on PostgreSQL: the NonceStore contract (in-memory and PostgreSQL), and replays refused across a server restart.
+"""Peer auth on PostgreSQL: the NonceStore contract (memory and PostgreSQL); replays refused across a restart.
 
 Run as a script (``python tests/integration/test_platform_peer_auth_pg.py serve``) this module is the small
 server the cross-process tests start: one echo method behind the platform and peer-auth interceptors, the
@@ -255,7 +255,9 @@ async def send_raw(address: str, request: S, metadata: tuple[tuple[str, str], ..
         return response
 
 
-async def expect_refusal(address: str, request: S, metadata: tuple[tuple[str, str], ...]) -> tuple[grpc.StatusCode, str]:
+async def expect_refusal(
+    address: str, request: S, metadata: tuple[tuple[str, str], ...]
+) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await send_raw(address, request, metadata)
     error = decode_error(info.value)

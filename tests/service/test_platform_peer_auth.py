@@ -1,11 +1,12 @@
-"""Peer authentication: HMAC-signed calls accepted, unsigned, tampered, stale and replayed calls refused, on a real server."""
+"""Peer authentication on a real server: signed calls accepted; unsigned, tampered, stale, replayed ones refused."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import grpc
@@ -485,7 +486,9 @@ def test_settings_missing_value_names_it(missing: str) -> None:
         ({"PEER_AUTH_KEYS": "k1:not base64!"}, "PEER_AUTH_KEYS"),
         ({"PEER_AUTH_KEYS": f"k-new:{_b64(OLD_SECRET)},k-new:{_b64(NEW_SECRET)}"}, "PEER_AUTH_KEYS"),
         ({"PEER_AUTH_KEYS": _b64(OLD_SECRET)}, "PEER_AUTH_KEYS"),
+        ({"PEER_AUTH_KEYS": " , "}, "PEER_AUTH_KEYS"),
         ({"PEER_AUTH_WINDOW_SECONDS": "0"}, "PEER_AUTH_WINDOW_SECONDS"),
+        ({"PEER_AUTH_DATABASE_SCHEMA": "x; DROP"}, "PEER_AUTH_DATABASE_SCHEMA"),
     ],
 )
 def test_settings_invalid_value_names_it(extra: dict[str, str], variable: str) -> None:
@@ -508,3 +511,23 @@ async def test_peer_auth_from_settings_wires_signer_and_interceptor(env: Env) ->
     assert auth.adapter.start is not None and auth.adapter.stop is not None
     await auth.adapter.start()
     await auth.adapter.stop()
+
+
+async def test_adapter_janitor_purges_expired_nonces_on_its_interval() -> None:
+    clock = FakeClock(datetime(2025, 3, 4, 15, 0, tzinfo=UTC))
+    store = InMemoryNonceStore()
+    settings = PeerAuthSettings.from_env(_settings_env(PEER_AUTH_PURGE_INTERVAL_SECONDS="60"))
+    auth = peer_auth_from_settings(settings, clock=clock, bearer_verifier=None, nonces=store)
+    await store.claim(b"\x01" * 16, expires_at=clock.now() + timedelta(seconds=30), now=clock.now())
+    await store.claim(b"\x02" * 16, expires_at=clock.now() + timedelta(seconds=600), now=clock.now())
+    assert auth.adapter.start is not None and auth.adapter.stop is not None
+    await auth.adapter.start()
+    try:
+        await asyncio.sleep(0)
+        clock.advance(60)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert len(store) == 1
+    finally:
+        await auth.adapter.stop()
+    assert clock.sleepers == 0
