@@ -32,6 +32,7 @@ log = logging.getLogger("tastyplat.embedded")
 # service of the catalogue is served by a pending servicer that answers UNIMPLEMENTED naming its issue.
 WIRING: dict[str, str] = {
     "broker": "services.broker.wiring",
+    "marketdata": "services.marketdata.wiring",
     "calculator": "services.calculator.wiring",
     "user": "services.user.wiring",
 }

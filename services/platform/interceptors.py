@@ -88,6 +88,10 @@ class CallScope:
         ) or new_request_id()
         self._initial_metadata = initial_metadata
         self._started = 0.0
+        # Read while the call is alive: an async-generator handler may be closed after the call is torn down,
+        # and asking a dead call's context for its peer or deadline crashes the process.
+        self._peer = context.peer()
+        self._deadline: float | None = None
 
     @property
     def _id_pair(self) -> tuple[tuple[str, str], ...]:
@@ -96,7 +100,10 @@ class CallScope:
     async def __aenter__(self) -> CallScope:
         """Record the request id and deadline in the call context and send the id in the initial metadata."""
         self._started = time.perf_counter()
-        set_call_context(self.request_id, self.context.time_remaining())
+        remaining = self.context.time_remaining()
+        if remaining is not None:
+            self._deadline = time.monotonic() + remaining
+        set_call_context(self.request_id, remaining)
         self.context.set_trailing_metadata(self._id_pair)
         if self._initial_metadata:
             await self.context.send_initial_metadata(self._id_pair)
@@ -118,8 +125,7 @@ class CallScope:
             self._log(self._context_code(grpc.StatusCode.UNKNOWN))
             return False
         if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
-            remaining = self.context.time_remaining()
-            expired = remaining is not None and remaining <= 0
+            expired = self._deadline is not None and time.monotonic() >= self._deadline
             self._log(grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED)
             return False
         if not isinstance(exc, Exception):
@@ -168,7 +174,7 @@ class CallScope:
             "method": self.method,
             "code": code.name,
             "duration_ms": round((time.perf_counter() - self._started) * 1000.0, 3),
-            "peer": self.context.peer(),
+            "peer": self._peer,
         }
         if reason is not None:
             fields["reason"] = reason
