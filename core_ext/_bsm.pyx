@@ -923,26 +923,39 @@ cdef inline bint _american_is_european(double sgn, double r, double q) noexcept 
 
 cdef int american_greeks(double sign, double spot, double strike, double t, double vol, double r,
                          double q, GreeksC* out) noexcept nogil:
+    # The value is max(Bjerksund-Stensland 2002, European value, exercise value), as in QuantLib's engine.
+    # Each of the three is the value of a feasible exercise policy, so the maximum is still a lower bound
+    # for the true American price; the 2002 formula alone can fall below the other two (its triggers drop
+    # under the strike when b T + 2 v sqrt(T) < 0, and near its trigger it can dip under S - K). The Greeks
+    # are those of the branch that attains the maximum.
     cdef J price
+    cdef GreeksC euro = _euro(sign, spot, strike, t, vol, r, q)
+    cdef double exercise = sign * (spot - strike)
     if _american_is_european(sign, r, q):
-        out[0] = _euro(sign, spot, strike, t, vol, r, q)
+        out[0] = euro
+        return 0 if _greeks_finite(out[0]) else -1
+    if sign > 0.0:
+        price = _bs2002_call(jvar(spot, 0), jc(strike), jvar(t, 2), jvar(r, 3), jaddc(jvar(r, 3), -q),
+                             jvar(vol, 1))
     else:
-        if sign > 0.0:
-            price = _bs2002_call(jvar(spot, 0), jc(strike), jvar(t, 2), jvar(r, 3), jaddc(jvar(r, 3), -q),
-                                 jvar(vol, 1))
-        else:
-            # Put-call transformation: P(S, K, T, r, b, v) = C(K, S, T, r - b, -b, v), with r - b = q.
-            price = _bs2002_call(jc(strike), jvar(spot, 0), jvar(t, 2), jc(q), jaddc(jscale(jvar(r, 3), -1.0), q),
-                                 jvar(vol, 1))
-        out.price = price.v
-        out.delta = price.s
-        out.gamma = price.ss
-        out.vega = price.o * 0.01
-        out.theta = -price.t * ONE_OVER_DAYS
-        out.rho = price.r * 0.01
-        out.vanna = price.so * 0.01
-        out.charm = -price.st * ONE_OVER_DAYS
-    return 0 if _greeks_finite(out[0]) else -1
+        # Put-call transformation: P(S, K, T, r, b, v) = C(K, S, T, r - b, -b, v), with r - b = q.
+        price = _bs2002_call(jc(strike), jvar(spot, 0), jvar(t, 2), jc(q), jaddc(jscale(jvar(r, 3), -1.0), q),
+                             jvar(vol, 1))
+    out.price = price.v
+    out.delta = price.s
+    out.gamma = price.ss
+    out.vega = price.o * 0.01
+    out.theta = -price.t * ONE_OVER_DAYS
+    out.rho = price.r * 0.01
+    out.vanna = price.so * 0.01
+    out.charm = -price.st * ONE_OVER_DAYS
+    if not _greeks_finite(out[0]) or not _greeks_finite(euro):
+        return -1
+    if euro.price > out.price:
+        out[0] = euro
+    if exercise > out.price:
+        out[0] = _expired(sign, spot, strike)
+    return 0
 
 
 cdef inline uint8_t _american_flag(double S, double K, double T, double vol, double r, double q) noexcept nogil:

@@ -126,7 +126,7 @@ def _bs2002_call(s, x, t, r, b, v):  # type: ignore[no-untyped-def]
 
 
 def bs2002_price(kind: str, spot: Number, strike: Number, t: Number, vol: Number, r: Number, q: Number) -> mp.mpf:
-    """Bjerksund-Stensland (2002) American price, written from Haug (2007), section 3.1.4.
+    """Bjerksund-Stensland (2002) formula, written from Haug (2007), section 3.1.4.
 
     The put uses the put-call transformation P(S, X, T, r, b, v) = C(X, S, T, r - b, -b, v); where early
     exercise is never optimal (b >= r for the call) the value is the European one.
@@ -140,6 +140,15 @@ def bs2002_price(kind: str, spot: Number, strike: Number, t: Number, vol: Number
     if value is None:
         return gbsm_price(kind, s, k, t, v, r, q)
     return value
+
+
+def american_price(kind: str, spot: Number, strike: Number, t: Number, vol: Number, r: Number, q: Number) -> mp.mpf:
+    """The American value core_ext documents: max(2002 formula, European value, exercise value)."""
+    s, k = mp.mpf(spot), mp.mpf(strike)
+    exercise = (s - k) if kind == "call" else (k - s)
+    return max(
+        bs2002_price(kind, spot, strike, t, vol, r, q), gbsm_price(kind, spot, strike, t, vol, r, q), exercise
+    )
 
 
 PriceFn = Callable[[str, Number, Number, Number, Number, Number, Number], mp.mpf]
