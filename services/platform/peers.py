@@ -176,15 +176,20 @@ def create_channel(
 
 
 def create_channel_from_settings(
-    target: str, settings: ServerSettings, *, credentials: grpc.ChannelCredentials | None = None
+    target: str,
+    settings: ServerSettings,
+    *,
+    credentials: grpc.ChannelCredentials | None = None,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
 ) -> grpc.aio.Channel:
-    """Open a peer channel with the timeouts and message limit of ``settings``."""
+    """Open a peer channel with the timeouts and message limit of ``settings`` (and e.g. peer signing)."""
     return create_channel(
         target,
         default_timeout=settings.peer_timeout_seconds,
         default_stream_timeout=settings.peer_stream_timeout_seconds,
         max_message_bytes=settings.max_message_bytes,
         credentials=credentials,
+        interceptors=interceptors,
     )
 
 

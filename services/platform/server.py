@@ -412,6 +412,7 @@ def serve(
     *,
     adapters: Callable[[], Awaitable[Sequence[Adapter]]] | None = None,
     on_ready: Callable[[PlatformServer], None] | None = None,
+    interceptors: Callable[[], Sequence[grpc.aio.ServerInterceptor]] | None = None,
 ) -> None:
     """Run a server until SIGTERM/SIGINT: the body of every ``python -m services.<svc>``.
 
@@ -432,7 +433,8 @@ def serve(
     async def main() -> None:
         registrations = await wire()
         shared = await adapters() if adapters is not None else ()
-        server = build_server(registrations, settings, adapters=shared)
+        extra = interceptors() if interceptors is not None else ()
+        server = build_server(registrations, settings, adapters=shared, interceptors=extra)
         await run_until_signal(server, on_ready=on_ready)
 
     try:
