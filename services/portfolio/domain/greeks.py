@@ -333,3 +333,39 @@ def compute_greeks(
         benchmark_symbol=benchmark_symbol,
         benchmark_price=benchmark_price,
     )
+
+
+def solve_implied_vols(
+    positions: Sequence[HeldPosition], prices: dict[str, float], dividend_yields: dict[str, float], rate: float, now: datetime
+) -> dict[str, float]:
+    """Implied volatilities solved by core_ext from the positions' marks (options with a mark and a spot).
+
+    Options whose mark no volatility reproduces (at or below intrinsic, above the maximum) are left out, so
+    the caller falls back to another source instead of pricing with a sentinel.
+    """
+    rows = [
+        p for p in positions
+        if p.option is not None and p.mark_price is not None and p.mark_price > 0
+        and prices.get(p.underlying_symbol, 0.0) > 0 and p.option.expiration_time > now
+    ]
+    out: dict[str, float] = {}
+    for american in (False, True):
+        chosen = [p for p in rows if p.option is not None and p.option.american == american]
+        if not chosen:
+            continue
+        style = "american" if american else "european"
+        r = max(rate, 0.0) if american else rate
+        vols, status = core_ext.implied_volatility_array(
+            np.array([p.option.is_call for p in chosen if p.option]),
+            np.array([float(p.mark_price) for p in chosen if p.mark_price is not None]),
+            np.array([prices[p.underlying_symbol] for p in chosen]),
+            np.array([p.option.strike for p in chosen if p.option]),
+            np.array([years_between(now, p.option.expiration_time) for p in chosen if p.option]),
+            r,
+            np.array([dividend_yields.get(p.underlying_symbol, 0.0) for p in chosen]),
+            style,
+        )
+        for p, vol, st in zip(chosen, vols, status):
+            if st == 0 and math.isfinite(vol) and vol > 0:
+                out[p.symbol] = float(vol)
+    return out

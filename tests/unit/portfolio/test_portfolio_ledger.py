@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from portfolio_history import at, dividend, option, removal, trade
+from tests.unit.portfolio.portfolio_history import at, dividend, option, removal, trade
 
 from services.portfolio.domain.ledger import BookingKind, CloseReason, build_ledger
 from services.portfolio.domain.model import Action, HeldPosition, InstrumentKind, TransactionType
