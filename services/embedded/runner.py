@@ -35,6 +35,7 @@ WIRING: dict[str, str] = {
     "marketdata": "services.marketdata.wiring",
     "calculator": "services.calculator.wiring",
     "user": "services.user.wiring",
+    "portfolio": "services.portfolio.wiring",
 }
 
 Factory = Callable[[EmbeddedResources], Awaitable[ServiceRegistration]]
