@@ -705,6 +705,11 @@ cdef inline J jexp(J a) noexcept nogil:
     return japply(a, e, e, e)
 
 
+cdef inline J jexpm1(J a) noexcept nogil:
+    cdef double e = exp(a.v)
+    return japply(a, expm1(a.v), e, e)
+
+
 cdef inline J jlog(J a) noexcept nogil:
     cdef double inv = 1.0 / a.v
     return japply(a, log(a.v), inv, -inv * inv)
@@ -860,15 +865,19 @@ cdef J _bs2002_call(J S, J X, J T, J r, J b, J v) noexcept nogil:
     cdef J t1 = jscale(T, BS_T1_FRACTION)
     cdef J bv2 = jdiv(b, p.v2)
     cdef J disc = jadd(jmul(jaddc(bv2, -0.5), jaddc(bv2, -0.5)), jdiv(jscale(r, 2.0), p.v2))
-    cdef J beta = jadd(jaddc(jscale(bv2, -1.0), 0.5), jsqrt(disc))
-    cdef J b_inf = jmul(jdiv(beta, jaddc(beta, -1.0)), X)
+    # beta - 1 = 2 (r - b)/v^2 / (sqrt(disc) + 1/2 + b/v^2), free of the cancellation in beta - 1 that makes
+    # B_inf = beta X/(beta - 1) blow up as r - b -> 0+ (the denominator is >= 1 or the sum of positives).
+    cdef J beta_m1 = jdiv(jdiv(jscale(jsub(r, b), 2.0), p.v2), jaddc(jadd(jsqrt(disc), bv2), 0.5))
+    cdef J beta = jaddc(beta_m1, 1.0)
+    cdef J b_inf = jmul(jaddc(jrecip(beta_m1), 1.0), X)
     cdef J b_0 = jmul(jdiv(r, jsub(r, b)), X) if b.v > 0.0 else X
     cdef J span = jsub(b_inf, b_0)
     cdef J scale = jdiv(jmul(X, X), jmul(span, b_0))
     cdef J h1 = jscale(jmul(jadd(jmul(b, t1), jscale(jmul(v, jsqrt(t1)), 2.0)), scale), -1.0)
     cdef J h2 = jscale(jmul(jadd(jmul(b, T), jscale(jmul(v, jsqrt(T)), 2.0)), scale), -1.0)
-    cdef J i1 = jadd(b_0, jmul(span, jaddc(jscale(jexp(h1), -1.0), 1.0)))
-    cdef J i2 = jadd(b_0, jmul(span, jaddc(jscale(jexp(h2), -1.0), 1.0)))
+    # (B_inf - B_0)(1 - e^h) with expm1: h is tiny when B_inf is huge, and the product stays finite.
+    cdef J i1 = jsub(b_0, jmul(span, jexpm1(h1)))
+    cdef J i2 = jsub(b_0, jmul(span, jexpm1(h2)))
     if S.v >= i2.v:
         return jsub(S, X)
     cdef J one = jc(1.0)
@@ -915,10 +924,12 @@ cdef inline J jvar(double value, int which) noexcept nogil:
     return a
 
 
-cdef inline bint _american_is_european(double sgn, double r, double q) noexcept nogil:
-    # Early exercise is never optimal for a call when q <= 0 (b >= r) nor for a put when r <= 0 (r >= 0
-    # is required for American options).
-    return (q <= 0.0) if sgn > 0.0 else (r <= 0.0)
+cdef inline bint _american_is_european(double sgn, double t, double r, double q) noexcept nogil:
+    # Early exercise is never optimal for a call when q <= 0 (b >= r) nor for a put when r <= 0 (r >= 0 is
+    # required for American options). The early-exercise premium is also below S (1 - e^{-qT}) for a call
+    # and K (1 - e^{-rT}) for a put; under 1e-17 of the spot or strike it is below resolution, and the 2002
+    # formula, whose beta -> 1 there, is left out (its jets would overflow for q or r near 1e-100).
+    return (q * t <= 1e-17) if sgn > 0.0 else (r * t <= 1e-17)
 
 
 cdef int american_greeks(double sign, double spot, double strike, double t, double vol, double r,
@@ -931,8 +942,9 @@ cdef int american_greeks(double sign, double spot, double strike, double t, doub
     cdef J price
     cdef GreeksC euro = _euro(sign, spot, strike, t, vol, r, q)
     cdef double exercise = sign * (spot - strike)
-    if _american_is_european(sign, r, q):
-        out[0] = euro
+    if _american_is_european(sign, t, r, q):
+        # (The exercise floor only bites for a put with r = 0 and q < 0, which the 2002 rule calls European.)
+        out[0] = _expired(sign, spot, strike) if exercise > euro.price else euro
         return 0 if _greeks_finite(out[0]) else -1
     if sign > 0.0:
         price = _bs2002_call(jvar(spot, 0), jc(strike), jvar(t, 2), jvar(r, 3), jaddc(jvar(r, 3), -q),
@@ -1116,7 +1128,7 @@ cdef int8_t _iv_american_one(double sgn, double P, double S, double K, double T,
     cdef double guess, lo, hi, s, a, vega, tv, ln_target, ds, sn, noise, lower, upper, fwd, e_max
     cdef int it
     iterations[0] = 0.0
-    if _american_is_european(sgn, r, q):
+    if _american_is_european(sgn, T, r, q):
         _iv_european_block(1, &one, &P, &S, &K, &T, &r, &q, vol, &st, iterations)
         return st
     # No vol can give less than the exercise value, nor (European bound) less than the discounted forward
