@@ -25,6 +25,10 @@ install: $(VENV)/.installed
 run: install
 	$(PY) -m services.embedded
 
+# Every service in its own process on its port (machine's PostgreSQL, Redis, RabbitMQ), Envoy routing by package.
+run-distributed: install backends
+	$(PY) -m services.distributed
+
 test: install backends lint-proto breaking-proto pytest
 
 backends:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import pathlib
 from collections.abc import Sequence
@@ -49,6 +50,34 @@ def platform_services(descriptor_set: pathlib.Path) -> list[str]:
 
 
 @dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """One upstream gRPC server: an IP address (a STATIC cluster) or a DNS name (STRICT_DNS, every address)."""
+
+    host: str
+    port: int
+
+
+@dataclasses.dataclass(frozen=True)
+class PackageUpstream:
+    """Where the calls of one proto package go when each service runs on its own (distributed, Kubernetes).
+
+    Attributes:
+        package: Proto package, e.g. ``"tastyplat.user.v1"``; every ``/<package>.<Service>/<Method>`` path
+            (and every REST path the transcoder maps to one) is routed to this upstream.
+        endpoints: The replicas serving it; Envoy balances calls across the healthy ones.
+    """
+
+    package: str
+    endpoints: tuple[Endpoint, ...]
+
+    @property
+    def cluster(self) -> str:
+        """Envoy cluster name: ``tastyplat_<service>`` for ``tastyplat.<service>.v1``."""
+        parts = self.package.split(".")
+        return "_".join(parts[:2]) if len(parts) >= 2 else self.package.replace(".", "_")
+
+
+@dataclasses.dataclass(frozen=True)
 class GatewaySettings:
     """What the generated gateway listens on and where it sends traffic.
 
@@ -66,6 +95,10 @@ class GatewaySettings:
         jwt_audience: ``aud`` the gateway accepts.
         rate_limit_requests: requests per client (JWT subject, else client address) per interval.
         rate_limit_interval_seconds: the interval over which ``rate_limit_requests`` refill.
+        upstreams: per-package upstreams (distributed mode); when empty, every call goes to
+            ``upstream_host:upstream_port`` (the embedded server holding all services).
+        default_package: with ``upstreams``, the package whose upstream also serves the paths of no
+            package (gRPC health, reflection); the first upstream's when None.
     """
 
     descriptor_set: pathlib.Path
@@ -81,6 +114,17 @@ class GatewaySettings:
     jwt_audience: str = "tastyplat"
     rate_limit_requests: int = 600
     rate_limit_interval_seconds: int = 60
+    upstreams: tuple[PackageUpstream, ...] = ()
+    default_package: str | None = None
+
+    def __post_init__(self) -> None:
+        packages = [u.package for u in self.upstreams]
+        if len(set(packages)) != len(packages):
+            raise ValueError(f"a package has two upstreams: {packages}")
+        if any(not u.endpoints for u in self.upstreams):
+            raise ValueError("every package upstream needs at least one endpoint")
+        if self.default_package is not None and self.default_package not in packages:
+            raise ValueError(f"default_package {self.default_package!r} is not among the upstreams")
 
 
 def _access_log(path: str) -> list[dict]:
@@ -305,6 +349,49 @@ def _http_filters(settings: GatewaySettings, services: Sequence[str]) -> list[di
     return filters
 
 
+def _route_to(cluster: str, *, retry: bool) -> dict:
+    route: dict = {
+        "cluster": cluster,
+        # A route timeout would cut streams short; the client's deadline governs.
+        "timeout": "0s",
+        "max_stream_duration": {"grpc_timeout_header_max": "0s"},
+    }
+    if retry:
+        # Only failures where the call never reached a server: safe for every method, streams included, and
+        # what a replica restarting or being killed looks like.
+        route["retry_policy"] = {
+            "retry_on": "connect-failure,refused-stream,reset-before-request",
+            "num_retries": 2,
+            "retry_host_predicate": [
+                {
+                    "name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": {"@type": f"{_TYPE}.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
+                }
+            ],
+            "host_selection_retry_max_attempts": 3,
+        }
+    return route
+
+
+def _routes(settings: GatewaySettings) -> list[dict]:
+    if not settings.upstreams:
+        return [{"match": {"prefix": "/"}, "route": _route_to(UPSTREAM_CLUSTER, retry=False)}]
+    # The transcoder rewrites a REST path to its gRPC path and clears the route cache, so with the default
+    # match_incoming_request_route (false) the router matches these gRPC prefixes for REST calls too.
+    routes = [
+        {"match": {"prefix": f"/{u.package}."}, "route": _route_to(u.cluster, retry=True)} for u in settings.upstreams
+    ]
+    routes.append({"match": {"prefix": "/"}, "route": _route_to(_default_upstream(settings).cluster, retry=True)})
+    return routes
+
+
+def _default_upstream(settings: GatewaySettings) -> PackageUpstream:
+    if settings.default_package is None:
+        return settings.upstreams[0]
+    (found,) = [u for u in settings.upstreams if u.package == settings.default_package]
+    return found
+
+
 def _http_connection_manager(settings: GatewaySettings, services: Sequence[str], stat_prefix: str) -> dict:
     config: dict = {
         "@type": f"{_TYPE}.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -324,17 +411,7 @@ def _http_connection_manager(settings: GatewaySettings, services: Sequence[str],
                 {
                     "name": "platform",
                     "domains": ["*"],
-                    "routes": [
-                        {
-                            "match": {"prefix": "/"},
-                            "route": {
-                                "cluster": UPSTREAM_CLUSTER,
-                                # A route timeout would cut streams short; the client's deadline governs.
-                                "timeout": "0s",
-                                "max_stream_duration": {"grpc_timeout_header_max": "0s"},
-                            },
-                        }
-                    ],
+                    "routes": _routes(settings),
                 }
             ],
         },
@@ -372,15 +449,28 @@ def _mtls_transport_socket(pki: Pki) -> dict:
     }
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _static_cluster(name: str, host: str, port: int, *, http2: bool) -> dict:
+    return _cluster(name, (Endpoint(host, port),), http2=http2)
+
+
+def _cluster(name: str, endpoints: Sequence[Endpoint], *, http2: bool) -> dict:
+    lb_endpoints = [
+        {"endpoint": {"address": {"socket_address": {"address": e.host, "port_value": e.port}}}} for e in endpoints
+    ]
     cluster: dict = {
         "name": name,
-        "type": "STATIC",
+        # A DNS name (a Kubernetes headless Service) resolves to every replica; STRICT_DNS keeps them all.
+        "type": "STATIC" if all(_is_ip(e.host) for e in endpoints) else "STRICT_DNS",
         "connect_timeout": "1s",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}],
-        },
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": lb_endpoints}]},
     }
     if http2:
         # Required for a gRPC upstream: without it the config validates and every call 502s.
@@ -393,8 +483,27 @@ def _static_cluster(name: str, host: str, port: int, *, http2: bool) -> dict:
     return cluster
 
 
-def _upstream_cluster(settings: GatewaySettings) -> dict:
-    cluster = _static_cluster(UPSTREAM_CLUSTER, settings.upstream_host, settings.upstream_port, http2=True)
+def _upstream_clusters(settings: GatewaySettings) -> list[dict]:
+    if not settings.upstreams:
+        return [_grpc_cluster(UPSTREAM_CLUSTER, (Endpoint(settings.upstream_host, settings.upstream_port),))]
+    clusters = []
+    for upstream in settings.upstreams:
+        cluster = _grpc_cluster(upstream.cluster, upstream.endpoints)
+        # A replica that keeps failing calls leaves the rotation before its health check notices; with one
+        # replica, never eject it (there is nowhere else to go).
+        cluster["outlier_detection"] = {
+            "consecutive_gateway_failure": 3,
+            "consecutive_5xx": 5,
+            "interval": "2s",
+            "base_ejection_time": "10s",
+            "max_ejection_percent": 50 if len(upstream.endpoints) > 1 else 0,
+        }
+        clusters.append(cluster)
+    return clusters
+
+
+def _grpc_cluster(name: str, endpoints: Sequence[Endpoint]) -> dict:
+    cluster = _cluster(name, endpoints, http2=True)
     cluster["per_connection_buffer_limit_bytes"] = MAX_MESSAGE_BYTES
     cluster["health_checks"] = [
         {
@@ -437,7 +546,7 @@ def build_config(settings: GatewaySettings) -> dict:
             "filters": [_http_connection_manager(settings, services, "gateway_https")],
         }
         listeners.append(_listener("gateway_mtls", settings.listen_host, settings.https_port, chain))
-    clusters = [_upstream_cluster(settings)]
+    clusters = _upstream_clusters(settings)
     if settings.jwt_issuer is not None:
         clusters.append(_static_cluster(JWKS_CLUSTER, "127.0.0.1", settings.http_port, http2=False))
     return {
