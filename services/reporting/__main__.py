@@ -1,7 +1,18 @@
-"""``python -m services.reporting``: the reporting service alone on its port (its contract, until its issue lands)."""
+"""``python -m services.reporting``: the reporting service alone on its port (peers by their targets)."""
 
 import os
 
-from services.platform.catalogue import serve_pending
+from services.platform.clock import SystemClock
+from services.platform.server import ServiceRegistration, serve
+from services.platform.settings import exit_on_settings_error
+from services.reporting.config import ReportingServiceSettings
+from services.reporting.wiring import distributed
 
-serve_pending("reporting", os.environ)
+settings = exit_on_settings_error(ReportingServiceSettings, os.environ)
+
+
+async def _wire() -> list[ServiceRegistration]:
+    return [await distributed(settings, SystemClock())]
+
+
+serve(settings, _wire)
