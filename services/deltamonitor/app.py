@@ -285,9 +285,18 @@ class Monitor:
         return await self._record(evaluation.alerts)
 
     def on_greeks(self, symbol: str, volatility: float, when: datetime) -> None:
-        """Apply an option's implied vol."""
+        """Apply an option's implied vol (evaluated with the next quote, or ``after_greeks``)."""
         self.stats.greeks += 1
         self.book.on_greeks(symbol, volatility, when)
+
+    async def after_greeks(self, option_symbols: Sequence[str], when: datetime) -> list[Alert]:
+        """Re-price the underlyings of options whose implied vols just changed, at their last price."""
+        alerts: list[Alert] = []
+        for underlying in self.book.underlyings_of(option_symbols):
+            price = self.book.market.prices.get(underlying)
+            if price is not None:
+                alerts += await self.on_quote(underlying, price, when)
+        return alerts
 
     async def sweep_stale(self) -> list[Alert]:
         """Run the stale-data machine now."""

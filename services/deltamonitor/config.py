@@ -52,7 +52,7 @@ class DeltaMonitorSettings(ServerSettings):
     risk_free_rate: float = env("RISK_FREE_RATE", default=0.045, ge=-0.1, le=1.0)
     default_stale_after_seconds: float = env("DEFAULT_STALE_AFTER_SECONDS", default=120.0, ge=0.0)
     calendar: str = env("CALENDAR", default="XNYS")
-    tick_patterns: tuple[str, ...] = env("TICK_PATTERNS", default=("marketdata.quote.#", "marketdata.greeks.#"))
+    tick_patterns: tuple[str, ...] = env("TICK_PATTERNS", default=("marketdata.quotes.*", "marketdata.greeks.*"))
     watch_limit: int = env("WATCH_LIMIT", default=200, ge=1)
     streams_per_user: int = env("STREAMS_PER_USER", default=5, ge=1)
     heartbeat_seconds: float = env("HEARTBEAT_SECONDS", default=15.0, ge=0.05)

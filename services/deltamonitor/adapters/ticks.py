@@ -1,9 +1,12 @@
-"""The tick consumer: market data events from the bus into the monitor.
+"""The tick consumer: market data events from the bus into the monitor, and interest leases for its symbols.
 
-It reads the market data service's JSON events (the ``QuoteUpdate`` / ``GreeksUpdate`` forms it publishes:
-``symbol``, ``time_unix_nanos``, ``mark_price`` for quotes; ``broker_volatility`` / ``model_volatility`` for
-Greeks, with null for unknown values), tells them apart by their fields, and hands them to the monitor one
-at a time, in order.
+It reads the market data service's bus messages (``marketdata.quotes.<UNDERLYING>`` with
+``{"source", "quotes": [...]}`` and ``marketdata.greeks.<UNDERLYING>`` with ``{"source", "greeks": [...]}``,
+each item the ``QuoteUpdate`` / ``GreeksUpdate`` JSON: ``symbol``, ``time_unix_nanos``, ``mark_price`` for
+quotes, ``broker_volatility`` / ``model_volatility`` for Greeks, null for unknown values) and hands every item
+to the monitor, in order. Market data follows only the symbols someone asked for, so the consumer also
+publishes ``marketdata.interest`` leases (``{"symbols", "greeks": true, "lease_seconds"}``) for every symbol
+the book uses, renewed before they lapse and re-sent when the book's symbols change.
 """
 
 from __future__ import annotations
@@ -13,14 +16,18 @@ import contextlib
 import json
 import logging
 import math
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from services.deltamonitor.app import Monitor
-from services.platform.bus import MessageBus, Subscription
+from services.platform.bus import BusError, MessageBus, Subscription
 
-__all__ = ["TickConsumer", "parse_tick"]
+__all__ = ["INTEREST_TOPIC", "TickConsumer", "parse_tick", "parse_ticks"]
+
+INTEREST_TOPIC = "marketdata.interest"
+_INTEREST_CHUNK = 1000
 
 log = logging.getLogger("tastyplat.deltamonitor.ticks")
 
@@ -31,16 +38,7 @@ def _number(value: Any) -> float:
     return float(value)
 
 
-def parse_tick(payload: bytes) -> tuple[str, str, float, datetime] | None:
-    """Return ``("quote" | "greeks", symbol, value, time)`` for a market data event, None when unusable.
-
-    The value is the mark price (last price when there is no two-sided market) for quotes and the implied vol
-    (dxFeed's, else the platform model's) for Greeks.
-    """
-    try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None
+def _item(data: Any, greeks: bool | None) -> tuple[str, str, float, datetime] | None:
     if not isinstance(data, dict):
         return None
     symbol = data.get("symbol")
@@ -51,7 +49,9 @@ def parse_tick(payload: bytes) -> tuple[str, str, float, datetime] | None:
         when = datetime.fromtimestamp(nanos / 1e9, UTC)
     except (OverflowError, OSError, ValueError):
         return None
-    if "broker_volatility" in data or "model_volatility" in data:
+    if greeks is None:
+        greeks = "broker_volatility" in data or "model_volatility" in data
+    if greeks:
         vol = _number(data.get("broker_volatility"))
         if not vol > 0:
             vol = _number(data.get("model_volatility"))
@@ -62,46 +62,130 @@ def parse_tick(payload: bytes) -> tuple[str, str, float, datetime] | None:
     return ("quote", symbol, price, when) if price > 0 and math.isfinite(price) else None
 
 
+def parse_ticks(payload: bytes) -> list[tuple[str, str, float, datetime]]:
+    """Every usable event of a market data message: ``("quote" | "greeks", symbol, value, time)`` in order.
+
+    The value is the mark price (the last price when there is no two-sided market) for quotes and the
+    implied vol (dxFeed's, else the platform model's) for Greeks. Items without one are skipped.
+    """
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return []
+    if isinstance(data, dict) and isinstance(data.get("quotes"), list):
+        items, greeks = data["quotes"], False
+    elif isinstance(data, dict) and isinstance(data.get("greeks"), list):
+        items, greeks = data["greeks"], True
+    else:
+        items, greeks = [data], None
+    out = []
+    for item in items:
+        tick = _item(item, greeks)
+        if tick is not None:
+            out.append(tick)
+    return out
+
+
+def parse_tick(payload: bytes) -> tuple[str, str, float, datetime] | None:
+    """The single event of a one-item message, or None."""
+    ticks = parse_ticks(payload)
+    return ticks[0] if len(ticks) == 1 else None
+
+
 class TickConsumer:
     """Subscribes to the market data topics and feeds the monitor."""
 
-    def __init__(self, bus: MessageBus, monitor: Monitor, patterns: Sequence[str], *, prefetch: int = 256) -> None:
+    def __init__(
+        self,
+        bus: MessageBus,
+        monitor: Monitor,
+        patterns: Sequence[str],
+        *,
+        prefetch: int = 256,
+        lease_seconds: float = 600.0,
+        interest_check_seconds: float = 1.0,
+    ) -> None:
         """Configure the consumer (``start`` subscribes)."""
         self._bus = bus
         self._monitor = monitor
         self._patterns = list(patterns)
         self._prefetch = prefetch
+        self._lease = lease_seconds
+        self._check = interest_check_seconds
         self._subscription: Subscription | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._announced: frozenset[str] = frozenset()
+        self._announced_at = -math.inf
+        self._instance = uuid.uuid4().hex[:8]
+        self._sequence = 0
 
     async def start(self) -> None:
         """Subscribe (a private queue: every monitor replica sees every tick) and start consuming."""
         self._subscription = await self._bus.subscribe(self._patterns, prefetch=self._prefetch)
-        self._task = asyncio.create_task(self._run(self._subscription), name="deltamonitor-ticks")
+        self._tasks = [
+            asyncio.create_task(self._run(self._subscription), name="deltamonitor-ticks"),
+            asyncio.create_task(self._interest_loop(), name="deltamonitor-interest"),
+        ]
 
     async def stop(self) -> None:
         """Stop consuming."""
         if self._subscription is not None:
             with contextlib.suppress(Exception):
                 await self._subscription.close()
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+                await task
+
+    async def announce_interest(self) -> int:
+        """Publish interest leases for the book's symbols if they changed or are due for renewal.
+
+        Returns:
+            How many symbols were announced (0 when nothing was due).
+        """
+        loop = asyncio.get_running_loop()
+        symbols = frozenset(self._monitor.book.symbols)
+        renew = loop.time() - self._announced_at > self._lease / 2
+        if not symbols or (symbols == self._announced and not renew):
+            return 0
+        ordered = sorted(symbols)
+        for start in range(0, len(ordered), _INTEREST_CHUNK):
+            self._sequence += 1
+            payload = {"symbols": ordered[start : start + _INTEREST_CHUNK], "greeks": True, "lease_seconds": self._lease}
+            await self._bus.publish(
+                INTEREST_TOPIC, json.dumps(payload).encode(), f"dm-interest-{self._instance}-{self._sequence}"
+            )
+        self._announced = symbols
+        self._announced_at = loop.time()
+        return len(ordered)
+
+    async def _interest_loop(self) -> None:
+        while True:
+            try:
+                await self.announce_interest()
+            except (BusError, ValueError) as error:
+                log.warning("cannot announce market data interest", extra={"error": repr(error)})
+            await asyncio.sleep(self._check)
 
     async def _run(self, subscription: Subscription) -> None:
         monitor = self._monitor
         async for delivery in subscription:
-            tick = parse_tick(delivery.payload)
+            vols: list[str] = []
+            latest: datetime | None = None
             try:
-                if tick is not None:
-                    kind, symbol, value, when = tick
+                for kind, symbol, value, when in parse_ticks(delivery.payload):
                     if kind == "quote":
                         await monitor.on_quote(symbol, value, when)
                     else:
                         monitor.on_greeks(symbol, value, when)
+                        vols.append(symbol)
+                        latest = when if latest is None or when > latest else latest
+                # New implied vols move deltas too: one re-pricing per underlying of the batch, at its last price.
+                if vols and latest is not None:
+                    await monitor.after_greeks(vols, latest)
             except Exception:
                 # A failure to store alerts must not stop the feed; the monitor keeps the unwritten alerts and
                 # writes them with the next tick or flush.
-                log.exception("tick processing failed", extra={"symbol": tick[1] if tick else ""})
+                log.exception("tick processing failed", extra={"message_id": delivery.message_id})
             await delivery.ack()

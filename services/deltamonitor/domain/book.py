@@ -456,6 +456,15 @@ class Book:
         if rows is not None:
             self.p_iv[rows] = volatility
 
+    def underlyings_of(self, option_symbols: Iterable[str]) -> list[str]:
+        """The underlyings of the given option feed symbols that the book holds, in first-seen order."""
+        seen: dict[str, None] = {}
+        for symbol in option_symbols:
+            rows = self._iv_rows_arr.get(symbol)
+            if rows is not None and len(rows):
+                seen[self.underlyings[int(self.p_under[rows[0]])]] = None
+        return list(seen)
+
     def on_quote(self, symbol: str, price: float, when: datetime) -> Evaluation:
         """Take a new price of an underlying or benchmark: re-price its positions and evaluate its watches.
 

@@ -56,7 +56,7 @@ async def dm() -> AsyncIterator[DeltaMonitorRig]:
         authenticator=JwtAuthenticator(StaticKeySource(tokens.jwks), issuer=tokens.issuer, audience=tokens.audience, clock=clock),
         pricer=NumpyBlackScholesPricer(),
         calendar=ExchangeCalendar(around=datetime.now(UTC)),
-        tick_patterns=("marketdata.quote.#", "marketdata.greeks.#"),
+        tick_patterns=("marketdata.quotes.*", "marketdata.greeks.*"),
     )
     async with running_server([assembly.registration]) as server:
         channel = client_channel(server)

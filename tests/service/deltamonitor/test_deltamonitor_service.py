@@ -38,13 +38,17 @@ def _watch(lower: float = -100.0, upper: float = 300.0) -> pb.Watch:
 
 
 async def _tick(dm: DeltaMonitorRig, symbol: str, price: float) -> None:
-    payload = {"symbol": symbol, "mark_price": price, "time_unix_nanos": int(datetime.now(UTC).timestamp() * 1e9)}
-    await dm.bus.publish(f"marketdata.quote.{symbol}", json.dumps(payload).encode(), f"q-{symbol}-{price}-{datetime.now().timestamp()}")
+    # The market data service's message: a batch of the underlying's latest quotes.
+    item = {"symbol": symbol, "bid_price": price - 0.01, "ask_price": price + 0.01, "mark_price": price,
+            "last_price": None, "time_unix_nanos": int(datetime.now(UTC).timestamp() * 1e9)}
+    payload = {"source": "simulator", "quotes": [item]}
+    await dm.bus.publish(f"marketdata.quotes.{symbol}", json.dumps(payload).encode(), f"q-{symbol}-{price}-{datetime.now().timestamp()}")
 
 
 async def _greeks(dm: DeltaMonitorRig, symbol: str, vol: float) -> None:
-    payload = {"symbol": symbol, "broker_volatility": vol, "time_unix_nanos": int(datetime.now(UTC).timestamp() * 1e9)}
-    await dm.bus.publish("marketdata.greeks.x", json.dumps(payload).encode(), f"g-{symbol}-{vol}")
+    item = {"symbol": symbol, "broker_volatility": vol, "model_volatility": None,
+            "time_unix_nanos": int(datetime.now(UTC).timestamp() * 1e9)}
+    await dm.bus.publish("marketdata.greeks.SPY", json.dumps({"source": "simulator", "greeks": [item]}).encode(), f"g-{symbol}-{vol}")
 
 
 async def _create(dm: DeltaMonitorRig, **kwargs) -> pb.Watch:  # type: ignore[no-untyped-def]
@@ -244,6 +248,15 @@ async def test_list_alerts_rejects_inverted_time_range(dm: DeltaMonitorRig) -> N
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await dm.stub.ListAlerts(request, metadata=dm.auth(USER))
     assert decode_error(raised.value).reason == "TIME_RANGE_INVALID"
+
+
+async def test_interest_leases_are_published_for_the_watched_symbols(dm: DeltaMonitorRig) -> None:
+    interest = await dm.bus.subscribe("marketdata.interest")
+    await _create(dm)
+    message = await asyncio.wait_for(interest.__anext__(), 3)
+    body = json.loads(message.payload)
+    assert set(body["symbols"]) == {"SPY", ".SPY300118C480"} and body["greeks"] is True and body["lease_seconds"] > 0
+    await interest.close()
 
 
 async def test_list_watches_pages(dm: DeltaMonitorRig) -> None:

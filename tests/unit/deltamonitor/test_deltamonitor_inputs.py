@@ -12,7 +12,7 @@ import pytest
 from services.deltamonitor.adapters.calendar import ExchangeCalendar
 from services.deltamonitor.adapters.identity import JwtAuthenticator, StaticKeySource
 from services.deltamonitor.adapters.pricing import NumpyBlackScholesPricer
-from services.deltamonitor.adapters.ticks import parse_tick
+from services.deltamonitor.adapters.ticks import parse_tick, parse_ticks
 from services.deltamonitor.domain.errors import AuthenticationRequired, BandInvalid, FieldInvalid, FieldRequired, UpdateMaskInvalid
 from services.deltamonitor.domain.model import AccountTarget, Metric, UnderlyingTarget
 from services.deltamonitor.domain.validation import AdaptiveBandDraft, WatchDraft, apply_update, new_watch
@@ -120,6 +120,17 @@ def test_tick_parser_reads_market_data_quote_and_greeks_events() -> None:
     assert parse_tick(json.dumps(greeks).encode())[:3] == ("greeks", ".SPY240419C480", 0.16)  # type: ignore[index]
     assert parse_tick(b"not json") is None
     assert parse_tick(json.dumps({**quote, "mark_price": None}).encode()) is None
+
+
+def test_tick_parser_reads_market_data_batches_in_order() -> None:
+    quotes = {"source": "simulator", "quotes": [
+        {"symbol": "SPY", "mark_price": 470.1, "time_unix_nanos": 1},
+        {"symbol": ".SPY240419C480", "mark_price": None, "last_price": None, "time_unix_nanos": 2},
+        {"symbol": "QQQ", "mark_price": None, "last_price": 401.0, "time_unix_nanos": 3},
+    ]}
+    assert [(k, s, v) for k, s, v, _ in parse_ticks(json.dumps(quotes).encode())] == [("quote", "SPY", 470.1), ("quote", "QQQ", 401.0)]
+    greeks = {"source": "dxfeed", "greeks": [{"symbol": ".A", "broker_volatility": 0.2, "model_volatility": 0.3, "time_unix_nanos": 1}]}
+    assert [(k, s, v) for k, s, v, _ in parse_ticks(json.dumps(greeks).encode())] == [("greeks", ".A", 0.2)]
 
 
 async def test_access_tokens_are_verified_against_the_published_keys() -> None:
