@@ -36,6 +36,8 @@ WIRING: dict[str, str] = {
     "calculator": "services.calculator.wiring",
     "user": "services.user.wiring",
     "portfolio": "services.portfolio.wiring",
+    "deltamonitor": "services.deltamonitor.wiring",
+    "notification": "services.notification.wiring",
 }
 
 Factory = Callable[[EmbeddedResources], Awaitable[ServiceRegistration]]
