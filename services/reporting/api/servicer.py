@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import grpc.aio
@@ -17,6 +18,7 @@ from services.reporting.ports import Authenticator
 
 __all__ = ["ReportingServicer"]
 
+log = logging.getLogger("tastyplat.reporting")
 Context = grpc.aio.ServicerContext[Any, Any]
 _DONE = object()
 
@@ -53,12 +55,18 @@ class ReportingServicer(pb_grpc.ReportingServiceServicer):
         archive = self._app.archive
         chunks = None
         try:
-            await context.send_initial_metadata(
-                (
-                    ("content-disposition", f'attachment; filename="{report.file_name}"'),
-                    ("x-report-metadata-bin", report.metadata),
-                )
+            headers = (
+                ("content-disposition", f'attachment; filename="{report.file_name}"'),
+                ("x-report-metadata-bin", report.metadata),
             )
+            try:
+                await context.send_initial_metadata(headers)
+                late: tuple[tuple[str, str | bytes], ...] = ()
+            except Exception as error:  # noqa: BLE001  # grpc's UsageError: the server sent its own headers first
+                # A server built with request_id_in_initial_metadata=True has already sent the initial metadata
+                # (x-request-id); the report's headers then travel in the trailers instead.
+                log.warning("report headers moved to the trailers", extra={"error": str(error)})
+                late = headers
             chunks = archive.chunks(report)
             first = True
             while True:
@@ -70,7 +78,7 @@ class ReportingServicer(pb_grpc.ReportingServiceServicer):
                     message.content_type = report.content_type
                     first = False
                 await context.write(message)
-            context.set_trailing_metadata((("x-report-trailer-bin", convert.trailer(report)),))
+            context.set_trailing_metadata((*late, ("x-report-trailer-bin", convert.trailer(report))))
         finally:
             if chunks is not None:
                 chunks.close()  # type: ignore[attr-defined]  # closes the file of a stream cut short
