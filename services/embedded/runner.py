@@ -36,6 +36,7 @@ WIRING: dict[str, str] = {
     "calculator": "services.calculator.wiring",
     "user": "services.user.wiring",
     "portfolio": "services.portfolio.wiring",
+    "reporting": "services.reporting.wiring",
     "deltamonitor": "services.deltamonitor.wiring",
     "notification": "services.notification.wiring",
 }
