@@ -96,6 +96,9 @@ LATER_ISSUES: dict[str, dict[str, tuple[str, str] | tuple[str, str, bool]]] = {
     },
     "tastyplat.portfolio.v1.PortfolioService": {
         "GetRiskLimits": ("get", "/v1/portfolios/{account_number}/riskLimits"),
+        "ListClosedTrades": ("get", "/v1/portfolios/{account_number}/closedTrades"),
+        "ListRiskAlerts": ("get", "/v1/portfolios/{account_number}/riskAlerts"),
+        "GetPortfolioHistory": ("get", "/v1/portfolios/{account_number}/history"),
     },
 }
 
