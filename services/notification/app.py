@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -11,7 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from services.notification.domain.delivery import DeliveryEvent, plan
 from services.notification.domain.errors import (
@@ -38,6 +46,8 @@ from services.notification.domain import paging
 from services.notification.ports import (
     ALERT_PATTERNS,
     ALERT_QUEUE,
+    USER_PATTERNS,
+    USER_QUEUE,
     Caller,
     ContactDirectory,
     DeadLetters,
@@ -49,7 +59,15 @@ from services.notification.ports import (
 from services.platform.bus import MessageBus
 from services.platform.clock import Clock
 
-__all__ = ["AlertConsumer", "DeliveryHooks", "Deliverer", "NotificationApp", "NotificationAppSettings", "Scheduler"]
+__all__ = [
+    "AlertConsumer",
+    "DeliveryHooks",
+    "Deliverer",
+    "NotificationApp",
+    "NotificationAppSettings",
+    "Scheduler",
+    "UserEventConsumer",
+]
 
 log = logging.getLogger("tastyplat.notification")
 
@@ -365,6 +383,116 @@ class AlertConsumer:
         due = [d for d in deliveries if d.status not in _FINAL and d.due_time <= now]
         results = await asyncio.gather(*(self._deliverer.run(d.delivery_id) for d in due))
         return [r for r in results if r is not None]
+
+
+class UserEventConsumer:
+    """Delivers the user service's one-time codes (the only message an unverified contact may receive) and
+    forgets deleted users.
+
+    A code goes straight to its destination through the SMS or e-mail provider, retried with backoff; a record
+    keyed by the bus message id (never the code) keeps a redelivered message from sending it twice.
+    """
+
+    def __init__(
+        self,
+        *,
+        bus: MessageBus,
+        store: Store,
+        providers: dict[ChannelKind, Provider],
+        clock: Clock,
+        settings: NotificationAppSettings,
+    ) -> None:
+        """Configure the consumer (``start`` subscribes)."""
+        self._bus = bus
+        self._store = store
+        self._providers = providers
+        self._clock = clock
+        self._settings = settings
+        self._subscription: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self.sent = 0
+
+    async def start(self) -> None:
+        """Subscribe to the user events queue and start consuming."""
+        self._subscription = await self._bus.subscribe(list(USER_PATTERNS), queue=USER_QUEUE, prefetch=8)
+        self._task = asyncio.create_task(self._run(), name="notification-user-events")
+
+    async def stop(self) -> None:
+        """Stop consuming."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.close()
+
+    async def _run(self) -> None:
+        async for message in self._subscription:
+            try:
+                await self.handle(message)
+            except Exception:
+                log.exception("user event handling failed; back to the queue", extra={"message_id": message.message_id})
+                with contextlib.suppress(Exception):
+                    await message.reject(requeue=True)
+
+    async def handle(self, message: Any) -> None:
+        """Handle one user event, then acknowledge it."""
+        try:
+            event = json.loads(message.payload)
+            user_id = str(event["user_id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("malformed user event dead-lettered", extra={"message_id": message.message_id})
+            await message.reject(requeue=False)
+            return
+        if message.topic == "user.deleted":
+            await self._store.delete_user(user_id)
+            await message.ack()
+            return
+        await self._send_code(message.message_id, user_id, event)
+        await message.ack()
+
+    async def _send_code(self, message_id: str, user_id: str, event: dict[str, Any]) -> None:
+        if await self._store.code_sent(message_id):
+            return
+        kind = {"sms": ChannelKind.SMS, "email": ChannelKind.EMAIL}.get(str(event.get("channel")))
+        provider = self._providers.get(kind) if kind is not None else None
+        now = self._clock.now()
+        try:
+            expires = datetime.fromisoformat(str(event["expire_time"]))
+            code, destination = str(event["code"]), str(event["destination"])
+        except (KeyError, ValueError):
+            log.warning("code event without code, destination or expiry dropped", extra={"message_id": message_id})
+            return
+        if provider is None or expires <= now:
+            log.warning("code not delivered", extra={"message_id": message_id, "reason": "expired" if provider else "no provider"})
+            return
+        purpose = "password reset" if event.get("purpose") == "password_reset" else "verification"
+        delivery = Delivery(
+            delivery_id=message_id, alert_id="", user_id=user_id, channel_id="", channel_kind=kind,  # type: ignore[arg-type]
+            address=destination, status=DeliveryStatus.ATTEMPTING, attempt_count=1, escalation_level=0, due_time=now,
+            title=f"Your {purpose} code",
+            body=f"Your Tastytrade platform {purpose} code is {code}. It expires at {expires:%H:%M} UTC.",
+            create_time=now, update_time=now, test=True,
+        )
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._settings.max_attempts),
+            wait=wait_exponential_jitter(multiplier=self._settings.backoff_initial, max=self._settings.backoff_max,
+                                         jitter=self._settings.backoff_initial),
+            retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and not e.permanent),
+            sleep=self._clock.sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    provider_id = await provider.send(delivery)
+        except ProviderError as error:
+            # The code is secret: only the failure, never the message, goes to the log.
+            log.warning("code delivery failed", extra={"message_id": message_id, "error": str(error)[:200]})
+            return
+        await self._store.record_code(message_id, user_id, kind, provider_id, self._clock.now())  # type: ignore[arg-type]
+        self.sent += 1
 
 
 class Scheduler:

@@ -21,6 +21,8 @@ __all__ = [
     "ALERT_PATTERNS",
     "ALERT_QUEUE",
     "DEAD_LETTER_TOPIC",
+    "USER_PATTERNS",
+    "USER_QUEUE",
     "Authenticator",
     "Caller",
     "ContactDirectory",
@@ -34,6 +36,9 @@ __all__ = [
 # The durable queue notification consumes alerts from, bound to the delta monitor's alert topics.
 ALERT_QUEUE = "notification.alerts"
 ALERT_PATTERNS = ("deltamonitor.alert.raised", "deltamonitor.alert.acknowledged")
+# One-time codes and account deletions from the user service.
+USER_QUEUE = "notification.user-events"
+USER_PATTERNS = ("user.code.requested", "user.deleted")
 DEAD_LETTER_TOPIC = "notification.delivery.failed"
 
 
@@ -220,4 +225,16 @@ class Store(Protocol):
 
     async def test_times(self, user_id: str, since: datetime) -> list[datetime]:
         """When the user's test notifications since ``since`` were created."""
+        ...
+
+    async def code_sent(self, message_id: str) -> bool:
+        """Whether the one-time code of this bus message was already handed to a provider."""
+        ...
+
+    async def record_code(self, message_id: str, user_id: str, kind: ChannelKind, provider_message_id: str, at: datetime) -> None:
+        """Remember that a one-time code went out (never the code itself)."""
+        ...
+
+    async def delete_user(self, user_id: str) -> None:
+        """Forget a deleted user: channels, preferences, deliveries."""
         ...

@@ -27,6 +27,7 @@ from services.notification.app import (
     NotificationApp,
     NotificationAppSettings,
     Scheduler,
+    UserEventConsumer,
 )
 from services.notification.config import NotificationSettings
 from services.notification.domain.model import ChannelKind
@@ -51,6 +52,7 @@ class Assembly:
     consumer: AlertConsumer
     scheduler: Scheduler
     deliverer: Deliverer
+    user_events: UserEventConsumer
 
 
 def assemble(
@@ -74,6 +76,7 @@ def assemble(
         bus=bus, store=store, deliverer=deliverer, decode=decode_alert_event, clock=clock, settings=settings, hooks=hooks
     )
     scheduler = Scheduler(store=store, deliverer=deliverer, clock=clock, settings=settings)
+    user_events = UserEventConsumer(bus=bus, store=store, providers=providers, clock=clock, settings=settings)
     app = NotificationApp(store=store, directory=directory, deliverer=deliverer, clock=clock, settings=settings)
     closables = close or []
 
@@ -82,10 +85,12 @@ def assemble(
         # Queues are declared when the platform starts, not on first use (see the RabbitMQ notes in reference/).
         await dead_letters.declare()
         await consumer.start()
+        await user_events.start()
         await scheduler.start()
 
     async def stop() -> None:
         await consumer.stop()
+        await user_events.stop()
         await scheduler.stop()
         await store.close()
         for item in closables:
@@ -99,7 +104,7 @@ def assemble(
         start=start,
         stop=stop,
     )
-    return Assembly(registration, app, consumer, scheduler, deliverer)
+    return Assembly(registration, app, consumer, scheduler, deliverer, user_events)
 
 
 

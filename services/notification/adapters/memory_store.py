@@ -13,6 +13,7 @@ from services.notification.domain.errors import ChannelLimitExceeded
 from services.notification.domain.model import (
     AlertNotice,
     Channel,
+    ChannelKind,
     ChannelState,
     Delivery,
     DeliveryStatus,
@@ -34,6 +35,7 @@ class InMemoryStore:
         self._acknowledged: set[str] = set()
         self.deliveries: dict[str, Delivery] = {}
         self._by_key: dict[tuple[str, str], str] = {}
+        self.codes: dict[str, tuple[str, ChannelKind, str, datetime]] = {}
 
     async def start(self) -> None:
         """Nothing to connect."""
@@ -207,3 +209,17 @@ class InMemoryStore:
 
     async def test_times(self, user_id: str, since: datetime) -> list[datetime]:
         return sorted(d.create_time for d in self.deliveries.values() if d.user_id == user_id and d.test and d.create_time >= since)
+
+    async def code_sent(self, message_id: str) -> bool:
+        return message_id in self.codes
+
+    async def record_code(self, message_id: str, user_id: str, kind: ChannelKind, provider_message_id: str, at: datetime) -> None:
+        self.codes.setdefault(message_id, (user_id, kind, provider_message_id, at))
+
+    async def delete_user(self, user_id: str) -> None:
+        for channel_id in [c.channel_id for c in self.channels.values() if c.user_id == user_id]:
+            del self.channels[channel_id]
+        self._preferences.pop(user_id, None)
+        for delivery_id in [d.delivery_id for d in self.deliveries.values() if d.user_id == user_id]:
+            delivery = self.deliveries.pop(delivery_id)
+            self._by_key.pop((delivery.alert_id, delivery.channel_id), None)

@@ -87,6 +87,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deliveries_by_user ON deliveries (user_id, create_time DESC, delivery_id DESC);
     CREATE INDEX deliveries_open ON deliveries (due_time) WHERE status IN (1, 2, 4);
     """,
+    """
+    CREATE TABLE code_sends (
+        message_id text PRIMARY KEY,
+        user_id text NOT NULL,
+        channel_kind smallint NOT NULL,
+        provider_message_id text NOT NULL,
+        send_time timestamptz NOT NULL
+    );
+    """,
 )
 
 _CHANGEABLE = frozenset({"provider_message_id", "last_error", "ambiguous", "lease_until", "due_time"})
@@ -431,3 +440,21 @@ class PostgresStore:
             user_id, since,
         )
         return [r["create_time"] for r in rows]
+
+    async def code_sent(self, message_id: str) -> bool:
+        return await self._fetchrow("SELECT 1 FROM code_sends WHERE message_id = $1", message_id) is not None
+
+    async def record_code(self, message_id: str, user_id: str, kind: ChannelKind, provider_message_id: str, at: datetime) -> None:
+        await self._execute(
+            "INSERT INTO code_sends (message_id, user_id, channel_kind, provider_message_id, send_time)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            message_id, user_id, int(kind), provider_message_id, at,
+        )
+
+    async def delete_user(self, user_id: str) -> None:
+        try:
+            async with self.pool.acquire() as connection, connection.transaction():
+                for table in ("deliveries", "channels", "preferences", "acknowledged_alerts", "code_sends"):
+                    await connection.execute(f"DELETE FROM {table} WHERE user_id = $1", user_id)
+        except _DB_ERRORS as error:
+            raise DatabaseUnavailable() from error

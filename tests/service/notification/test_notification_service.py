@@ -179,3 +179,44 @@ async def test_delete_channel(ns: NotificationRig) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await ns.stub.DeleteChannel(pb.DeleteChannelRequest(channel_id=mail.channel_id), metadata=ns.auth(USER))
     assert decode_error(raised.value).reason == "CHANNEL_NOT_FOUND"
+
+
+async def test_verification_codes_from_the_user_service_reach_the_unverified_contact_once(ns: NotificationRig) -> None:
+    import json as _json
+
+    event = {"user_id": USER, "channel": "sms", "destination": "+14155550199", "purpose": "contact_verification",
+             "code": "482913", "expire_time": (datetime.now(UTC) + timedelta(minutes=10)).isoformat()}
+    payload = _json.dumps(event).encode()
+    await ns.bus.publish("user.code.requested", payload, "code-1")
+
+    async def sent() -> bool:
+        return ns.assembly.user_events.sent == 1 and len(ns.twilio.messages) == 1
+
+    await _wait_for(sent)
+
+    class Redelivered:
+        """The same bus message again, as after a consumer restart (the bus's own dedupe window is gone)."""
+
+        topic, message_id, acked = "user.code.requested", "code-1", False
+
+        async def ack(self) -> None:
+            self.acked = True
+
+    again = Redelivered()
+    again.payload = payload  # type: ignore[attr-defined]
+    await ns.assembly.user_events.handle(again)
+    assert again.acked and len(ns.twilio.messages) == 1
+    assert ns.twilio.messages[0].to == "+14155550199" and "482913" in ns.twilio.messages[0].body
+
+
+async def test_a_deleted_user_is_forgotten(ns: NotificationRig) -> None:
+    import json as _json
+
+    ns.directory.users[USER] = _verified()
+    await _register(ns, channel_pb2.CHANNEL_KIND_EMAIL, EMAIL)
+    await ns.bus.publish("user.deleted", _json.dumps({"user_id": USER, "delete_time": "2024-01-02T00:00:00+00:00"}).encode(), "del-1")
+
+    async def forgotten() -> bool:
+        return await ns.store.user_channels(USER) == []
+
+    await _wait_for(forgotten)
