@@ -358,3 +358,18 @@ def test_stubs_match_the_runtime_module() -> None:
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_results_kept_alive_are_never_reused_by_later_calls() -> None:
+    # greeks_array recycles the memory of a dropped result; anything still referenced must stay intact.
+    n = 300_000  # above the 1 MB floor of the recycling
+    first = greeks_array(True, np.full(n, 100.0), 100.0, 0.5, 0.2, 0.0, 0.0)
+    kept_delta = first.delta
+    expected = kept_delta.copy()
+    del first
+    second = greeks_array(True, np.full(n, 90.0), 100.0, 0.5, 0.2, 0.0, 0.0)
+    assert not np.shares_memory(kept_delta, second.delta)
+    np.testing.assert_array_equal(kept_delta, expected)
+    del kept_delta
+    third = greeks_array(False, np.full(n, 80.0), 100.0, 0.5, 0.2, 0.0, 0.0)
+    assert np.all(third.delta < 0) and np.all(second.delta > 0)
