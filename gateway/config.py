@@ -472,6 +472,8 @@ def _cluster(name: str, endpoints: Sequence[Endpoint], *, http2: bool) -> dict:
         "connect_timeout": "1s",
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": lb_endpoints}]},
     }
+    if cluster["type"] == "STRICT_DNS":
+        cluster["dns_lookup_family"] = "V4_PREFERRED"
     if http2:
         # Required for a gRPC upstream: without it the config validates and every call 502s.
         cluster["typed_extension_protocol_options"] = {
