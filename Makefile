@@ -10,7 +10,7 @@ SOURCES := pyproject.toml setup.py $(shell find proto third_party core_ext -name
 certs: install
 	$(PY) -m gateway.certs .run/certs
 
-.PHONY: certs run test install lint-proto breaking-proto backends pytest bench run-distributed clean
+.PHONY: certs run test install lint-proto breaking-proto backends pytest bench run-distributed clean dashboard dashboard-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,25 @@ $(VENV)/.installed: $(PY) $(SOURCES)
 
 install: $(VENV)/.installed
 
-run: install
+run: install dashboard
 	$(PY) -m services.embedded
+
+# The dashboard (dashboard/): npm packages from the registry at the versions the lock file pins, then a
+# type check and the Vite build into dashboard/dist, which the embedded runner serves at `/`. Rebuilt only
+# when a source changed.
+DASHBOARD_SOURCES := $(shell find dashboard/src dashboard/index.html dashboard/package.json dashboard/package-lock.json dashboard/tsconfig.json dashboard/vite.config.ts -type f 2>/dev/null)
+
+dashboard: dashboard/dist/index.html
+
+dashboard/node_modules/.package-lock.json: dashboard/package.json dashboard/package-lock.json
+	cd dashboard && npm ci --no-audit --no-fund
+	touch $@
+
+dashboard/dist/index.html: dashboard/node_modules/.package-lock.json $(DASHBOARD_SOURCES)
+	cd dashboard && npm run build
+
+dashboard-test: dashboard/node_modules/.package-lock.json
+	cd dashboard && npm test
 
 # Every service in its own process on its port (machine's PostgreSQL, Redis, RabbitMQ), Envoy routing by package.
 run-distributed: install backends
@@ -50,4 +67,4 @@ bench: install
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) build gen *.egg-info core_ext/*.so core_ext/_bsm.c
+	rm -rf $(VENV) build gen *.egg-info core_ext/*.so core_ext/_bsm.c dashboard/dist dashboard/node_modules

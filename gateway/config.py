@@ -17,6 +17,9 @@ from gateway.certs import CLIENT_SPIFFE_PREFIX, Pki
 HEALTH_SERVICE = "grpc.health.v1.Health"
 UPSTREAM_CLUSTER = "tastyplat_grpc"
 JWKS_CLUSTER = "tastyplat_jwks"
+# The dashboard's static files (gateway/static_site.py), served at `/` and `/assets/` without a token.
+DASHBOARD_CLUSTER = "tastyplat_dashboard"
+DASHBOARD_PREFIX = "/assets/"
 JWT_PROVIDER = "tastyplat_user"
 # Identity headers only the gateway may set: removed from every request before the JWT filter runs, so a
 # client cannot forge them (services verify the JWT themselves as well; see README, "Identity").
@@ -99,6 +102,8 @@ class GatewaySettings:
             ``upstream_host:upstream_port`` (the embedded server holding all services).
         default_package: with ``upstreams``, the package whose upstream also serves the paths of no
             package (gRPC health, reflection); the first upstream's when None.
+        dashboard: the HTTP/1.1 static server of the dashboard (gateway/static_site.py); when set, `GET /` and
+            `/assets/...` go to it as public routes outside the transcoder; when None, `/` is a 404.
     """
 
     descriptor_set: pathlib.Path
@@ -116,6 +121,7 @@ class GatewaySettings:
     rate_limit_interval_seconds: int = 60
     upstreams: tuple[PackageUpstream, ...] = ()
     default_package: str | None = None
+    dashboard: Endpoint | None = None
 
     def __post_init__(self) -> None:
         packages = [u.package for u in self.upstreams]
@@ -245,6 +251,7 @@ def _jwt_filter(settings: GatewaySettings) -> dict:
                 *public,
                 {"match": {"prefix": f"/{HEALTH_SERVICE}/"}},
                 {"match": {"path": "/"}},
+                *([{"match": {"prefix": DASHBOARD_PREFIX}}] if settings.dashboard is not None else []),
                 {"match": {"prefix": "/"}, "requires": {"provider_name": JWT_PROVIDER}},
             ],
         },
@@ -373,7 +380,28 @@ def _route_to(cluster: str, *, retry: bool) -> dict:
     return route
 
 
+def _dashboard_routes(settings: GatewaySettings) -> list[dict]:
+    if settings.dashboard is None:
+        return []
+    # The transcoder rejects every path it cannot map to an RPC (reject_unknown_method), so it is switched off
+    # on these routes; JWT rules exempt them (the page and its assets are public, the API calls carry tokens).
+    static = {
+        "route": {"cluster": DASHBOARD_CLUSTER, "timeout": "15s"},
+        "typed_per_filter_config": {
+            "envoy.filters.http.grpc_json_transcoder": {
+                "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                "disabled": True,
+            }
+        },
+    }
+    return [{"match": {"path": "/"}, **static}, {"match": {"prefix": DASHBOARD_PREFIX}, **static}]
+
+
 def _routes(settings: GatewaySettings) -> list[dict]:
+    return _dashboard_routes(settings) + _service_routes(settings)
+
+
+def _service_routes(settings: GatewaySettings) -> list[dict]:
     if not settings.upstreams:
         return [{"match": {"prefix": "/"}, "route": _route_to(UPSTREAM_CLUSTER, retry=False)}]
     # The transcoder rewrites a REST path to its gRPC path and clears the route cache, so with the default
@@ -551,6 +579,8 @@ def build_config(settings: GatewaySettings) -> dict:
     clusters = _upstream_clusters(settings)
     if settings.jwt_issuer is not None:
         clusters.append(_static_cluster(JWKS_CLUSTER, "127.0.0.1", settings.http_port, http2=False))
+    if settings.dashboard is not None:
+        clusters.append(_cluster(DASHBOARD_CLUSTER, (settings.dashboard,), http2=False))
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": settings.admin_port}}},
         "static_resources": {"listeners": listeners, "clusters": clusters},

@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from gateway.certs import ensure_pki
-from gateway.config import GatewaySettings, default_descriptor_set, write_config
+from gateway.config import Endpoint, GatewaySettings, default_descriptor_set, write_config
 from gateway.envoy import EnvoyProcess, validate
+from gateway.static_site import DashboardNotBuilt, StaticSite
 from services.embedded.postgres import EmbeddedPostgres
 from services.embedded.resources import EmbeddedResources
 from services.platform.bus import InProcessBus
@@ -27,6 +28,7 @@ from services.platform.server import Adapter, PlatformServer, ServiceRegistratio
 from services.platform.settings import ServerSettings, env
 
 log = logging.getLogger("tastyplat.embedded")
+_REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # Services whose behaviour has landed, by the module holding their `embedded(resources)` factory. Every other
 # service of the catalogue is served by a pending servicer that answers UNIMPLEMENTED naming its issue.
@@ -57,6 +59,9 @@ class EmbeddedSettings(ServerSettings):
     gateway_admin_port: int = env("GATEWAY_ADMIN_PORT", default=9901, ge=1, le=65535, help="Envoy admin port")
     run_dir: str = env("RUN_DIR", default=".run", help="where the embedded PostgreSQL data, configs and logs live")
     drain_seconds: float = env("DRAIN_SECONDS", default=0.5, ge=0.0)
+    dashboard_dir: str = env(
+        "DASHBOARD_DIR", default="dashboard/dist", help="the built dashboard served at / (`make dashboard`)"
+    )
 
 
 def _jwt_issuer_and_audience() -> tuple[str | None, str]:
@@ -98,6 +103,7 @@ class EmbeddedPlatform:
         self.postgres = EmbeddedPostgres(self.run_dir / "pgdata")
         self.server: PlatformServer | None = None
         self.envoy: EnvoyProcess | None = None
+        self.dashboard: StaticSite | None = None
 
     async def start(self) -> None:
         """Start PostgreSQL, every service, then Envoy; on any failure stop what had started and re-raise."""
@@ -121,6 +127,7 @@ class EmbeddedPlatform:
             await self.server.start()
             pki = await asyncio.to_thread(ensure_pki, self.run_dir / "certs")
             issuer, audience = _jwt_issuer_and_audience()
+            dashboard = self._start_dashboard()
             gateway = GatewaySettings(
                 descriptor_set=default_descriptor_set(),
                 upstream_host="127.0.0.1",
@@ -133,6 +140,7 @@ class EmbeddedPlatform:
                 pki=pki,
                 jwt_issuer=issuer,
                 jwt_audience=audience,
+                dashboard=dashboard,
             )
             config = write_config(gateway, self.run_dir / "envoy.json")
             await asyncio.to_thread(validate, config)
@@ -150,7 +158,22 @@ class EmbeddedPlatform:
         if self.server is not None:
             await self.server.stop()
             self.server = None
+        if self.dashboard is not None:
+            await asyncio.to_thread(self.dashboard.stop)
+            self.dashboard = None
         await self.postgres.stop()
+
+    def _start_dashboard(self) -> Endpoint | None:
+        # The platform runs without the page (e.g. tests on a machine without Node): the gateway then has
+        # no `/` route, and the log says how to build it.
+        site = StaticSite(_REPO_ROOT / self.settings.dashboard_dir)  # an absolute setting replaces the root
+        try:
+            site.start()
+        except DashboardNotBuilt as error:
+            log.warning("dashboard not served: %s", error)
+            return None
+        self.dashboard = site
+        return Endpoint("127.0.0.1", site.port)
 
     def ready_line(self) -> str:
         """The ``READY`` line ``make run`` prints once health is SERVING."""
@@ -161,6 +184,7 @@ class EmbeddedPlatform:
             f"grpc-web=http://{s.gateway_host}:{s.gateway_port} mtls=https://localhost:{s.gateway_https_port} "
             f"certs={self.run_dir / 'certs'} envoy-admin=http://127.0.0.1:{s.gateway_admin_port} "
             f"services={len(self.server.service_names)}"
+            + (f" dashboard=http://{s.gateway_host}:{s.gateway_port}/" if self.dashboard is not None else "")
         )
 
 
