@@ -155,11 +155,14 @@ def numpy_newton_iv(d: dict[str, np.ndarray], price: np.ndarray, tol: float = 1e
             hi = np.where(below, hi, np.minimum(hi, s))
             step = np.where(lower, (ln_beta - np.log(b)) * b / bp, (beta - b) / bp)
             new = s + step
-            outside = ~((new > lo) & (new < hi))
+            outside = ~((new >= lo) & (new <= hi))  # inclusive: a converged point sits on the bracket
             bisect = np.where(np.isfinite(hi), np.where(lo > 0.0, np.sqrt(lo * hi), 0.5 * hi), 2.0 * s)
             new = np.where(outside, bisect, new)
+            # Converged: a Newton step (not a bisection) below the tolerance, or below the rounding noise of b
+            # where that noise is itself small (deep in the money the price's own rounding limits the vol).
             noise = 4.0 * EPS * (bmax + 1.0 / bmax) / bp
-            done = (np.abs(step) <= tol * s) | (np.abs(step) <= noise)
+            small = (np.abs(step) <= tol * s) | ((np.abs(step) <= noise) & (noise <= 1e-8 * s))
+            done = small & ~outside
             out[idx[done]] = new[done] / np.sqrt(t_[idx[done]])
             keep = ~done
             idx, x, beta, bmax, lower, lo, hi, ln_beta, s = (
@@ -360,7 +363,7 @@ def main() -> int:
             diff = np.abs(arr - raw[:, : arr.shape[1]])
             row.note = f"max |diff| vs core_ext: price {diff[0].max():.0e}, Greeks {diff[1:].max():.0e}"
     vega = ref.vega * 100
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         attainable = 4 * EPS * (s * np.exp(-q * t) + k * np.exp(-r * t)) / vega
     well_posed = (price > 1e-300) & (attainable < 1e-10)
     for row in rows:
