@@ -35,6 +35,9 @@ log = logging.getLogger("tastyplat.portfolio.peers")
 
 _PAGE = 2000
 _SNAPSHOT_TIMEOUT = 5.0
+# How long to wait after the snapshot for symbols it lacked (the feed starts following them on subscribe).
+_FIRST_QUOTE_WAIT = 2.0
+_FIRST_GREEKS_WAIT = 0.5
 
 
 def decimal_of(message: Any) -> Decimal:
@@ -214,16 +217,36 @@ class GrpcMarketData:
     def _metadata(caller: Caller) -> tuple[tuple[str, str], ...]:
         return (("authorization", caller.authorization),)
 
-    async def _first(self, call: Any) -> Any:
-        # The stream's first message is the snapshot of latest values; nothing more is needed.
+    async def _collect(self, call: Any, wanted: set[str], seen: set[str], absorb: Any, wait: float) -> None:
+        # The first message is the snapshot of latest values; a symbol the feed had not seen yet (it starts
+        # following it now) usually arrives within moments, so updates are read until every wanted symbol has
+        # a value or ``wait`` seconds have passed.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _SNAPSHOT_TIMEOUT
+        first = True
         try:
-            return await asyncio.wait_for(call.read(), _SNAPSHOT_TIMEOUT)
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    if first:
+                        raise MarketDataUnavailable("the market data service sent no snapshot in time")
+                    return
+                try:
+                    message = await asyncio.wait_for(call.read(), remaining)
+                except TimeoutError:
+                    continue
+                if message is grpc.aio.EOF:
+                    return
+                absorb(message)
+                if first:
+                    first = False
+                    deadline = min(deadline, loop.time() + wait)
+                if wanted <= seen:
+                    return
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.UNAUTHENTICATED:
                 raise AuthenticationRequired("the market data service refused the access token") from None
             raise MarketDataUnavailable(f"the market data service failed: {error.code().name}") from None
-        except TimeoutError:
-            raise MarketDataUnavailable("the market data service sent no snapshot in time") from None
         finally:
             call.cancel()
 
@@ -232,18 +255,22 @@ class GrpcMarketData:
         out: dict[str, float] = {}
         unique = sorted(set(symbols))
         for start in range(0, len(unique), 1000):
-            call = self._stub.StreamQuotes(
-                self._pb.StreamQuotesRequest(symbols=unique[start : start + 1000]), metadata=self._metadata(caller)
-            )
-            message = await self._first(call)
-            if message is None or message.WhichOneof("event") != "quotes":
-                continue
-            q = message.quotes
-            for i, symbol in enumerate(q.symbols):
-                for candidate in (q.mark_prices[i], q.last_prices[i], (q.bid_prices[i] + q.ask_prices[i]) / 2):
-                    if math.isfinite(candidate) and candidate > 0:
-                        out[symbol] = candidate
-                        break
+            part = unique[start : start + 1000]
+            seen: set[str] = set()
+
+            def absorb(message: Any) -> None:
+                if message.WhichOneof("event") != "quotes":
+                    return
+                q = message.quotes
+                for i, symbol in enumerate(q.symbols):
+                    for candidate in (q.mark_prices[i], q.last_prices[i], (q.bid_prices[i] + q.ask_prices[i]) / 2):
+                        if math.isfinite(candidate) and candidate > 0:
+                            out[symbol] = candidate
+                            seen.add(symbol)
+                            break
+
+            call = self._stub.StreamQuotes(self._pb.StreamQuotesRequest(symbols=part), metadata=self._metadata(caller))
+            await self._collect(call, set(part), seen, absorb, _FIRST_QUOTE_WAIT)
         return out
 
     async def option_greeks(self, symbols: Sequence[str], caller: Caller) -> dict[str, FeedGreeks]:
@@ -251,21 +278,25 @@ class GrpcMarketData:
         out: dict[str, FeedGreeks] = {}
         unique = sorted(set(symbols))
         for start in range(0, len(unique), 1000):
-            call = self._stub.StreamGreeks(
-                self._pb.StreamGreeksRequest(symbols=unique[start : start + 1000]), metadata=self._metadata(caller)
-            )
-            message = await self._first(call)
-            if message is None or message.WhichOneof("event") != "greeks":
-                continue
-            g = message.greeks
-            for i, symbol in enumerate(g.symbols):
-                broker = (g.broker_deltas[i], g.broker_gammas[i], g.broker_thetas[i], g.broker_vegas[i],
-                          g.broker_rhos[i], g.broker_volatilities[i])
-                model_vol = g.model_volatilities[i] if i < len(g.model_volatilities) else math.nan
-                out[symbol] = FeedGreeks(
-                    broker=broker if all(math.isfinite(x) for x in broker[:4]) else None,
-                    model_volatility=model_vol if math.isfinite(model_vol) and model_vol > 0 else None,
-                )
+            part = unique[start : start + 1000]
+            seen: set[str] = set()
+
+            def absorb(message: Any) -> None:
+                if message.WhichOneof("event") != "greeks":
+                    return
+                g = message.greeks
+                for i, symbol in enumerate(g.symbols):
+                    broker = (g.broker_deltas[i], g.broker_gammas[i], g.broker_thetas[i], g.broker_vegas[i],
+                              g.broker_rhos[i], g.broker_volatilities[i])
+                    model_vol = g.model_volatilities[i] if i < len(g.model_volatilities) else math.nan
+                    out[symbol] = FeedGreeks(
+                        broker=broker if all(math.isfinite(x) for x in broker[:4]) else None,
+                        model_volatility=model_vol if math.isfinite(model_vol) and model_vol > 0 else None,
+                    )
+                    seen.add(symbol)
+
+            call = self._stub.StreamGreeks(self._pb.StreamGreeksRequest(symbols=part), metadata=self._metadata(caller))
+            await self._collect(call, set(part), seen, absorb, _FIRST_GREEKS_WAIT)
         return out
 
     async def daily_closes(self, symbol: str, start: datetime, end: datetime, caller: Caller) -> dict[date, float]:
