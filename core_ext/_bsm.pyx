@@ -7,9 +7,10 @@ Theory of operation
 European options are priced in closed form (generalized BSM, cost of carry b = r - q). The array kernel runs
 in blocks of BLOCK options: a validation pass writes a per-option flag, a branch-free pass computes all eight
 outputs for every option of the block (gcc vectorizes it and calls glibc's SIMD maths, libmvec, because exp,
-log and erfc are declared below with ``simd("notinbranch")`` and the build passes ``-fno-math-errno``; no
-fast-math, so NaN and Inf keep their IEEE meaning), and a fix-up pass rewrites the flagged options (invalid
-input, expiry now, non-finite result). Large outputs leave the block through non-temporal stores.
+log, erfc and expm1 are declared below with ``simd("notinbranch")`` and the build passes -fno-math-errno and
+-fno-trapping-math; no fast-math, so NaN and Inf keep their IEEE meaning), and a fix-up pass rewrites the
+flagged options (invalid input, expiry now, non-finite result). Large outputs leave the block through
+non-temporal stores into one recycled block of memory (see _OutputBlock).
 
 Implied volatility (European) is solved in Jaeckel's normalised variables x = ln(F/K), beta = price/sqrt(FK),
 mapped to an out-of-the-money call (x <= 0). A lane starts from an asymptotic guess (the lower asymptote
@@ -17,13 +18,16 @@ beta ~ (2 pi/sqrt 27)|x| N(-|x|/(sqrt(3) s))**3, the tangent at the inflection p
 upper asymptote bmax - beta ~ (e^{x/2} + e^{-x/2}) N(-s/2)) and takes third-order Householder steps on one
 of three objectives chosen once per lane (1/ln b below s_c, b in the middle, ln(bmax - b) near bmax, as in
 "Let's Be Rational"), inside a bracket that every evaluation tightens. All lanes of a block step together
-(vectorized) until every lane has converged.
+(vectorized) until every lane has converged. A price within a few ulps of a bound counts as at the bound.
 
-American options use the Bjerksund-Stensland (2002) approximation. It is evaluated on second-order jets
-(value, first derivatives in spot, vol, time and rate, and the second derivatives in spot-spot, spot-vol
-and spot-time), so the Greeks are the exact derivatives of the 2002 price up to rounding, with no finite
-differences. The bivariate normal uses Genz's (2004) Gauss-Legendre form of Drezner-Wesolowsky, exact to
-double precision for the fixed correlation +/- sqrt(t1/T) = +/- 0.786 the formula needs.
+American options use the Bjerksund-Stensland (2002) approximation, floored (as in QuantLib's engine) by the
+European value and the exercise value. It is evaluated on second-order jets (value, first derivatives in
+spot, vol, time and rate, and the second derivatives in spot-spot, spot-vol and spot-time), so the Greeks are
+the exact derivatives of the 2002 price up to rounding, with no finite differences; each term is kept in
+logs (a huge power times a tiny probability), which keeps the formula finite at low vol. The bivariate
+normal uses Genz's (2004) Gauss-Legendre form of Drezner-Wesolowsky, exact to double precision for the fixed
+correlation +/- sqrt(t1/T) = +/- 0.786 the formula needs. American implied vols come from Newton steps on
+the log of the time value, bracketed, starting from the European implied vol (an upper bound).
 """
 
 import enum
@@ -1345,8 +1349,12 @@ def greeks(kind, double spot, double strike, double expiry_years, double volatil
     """Price and Greeks of one option.
 
     European options use the generalized Black-Scholes-Merton formula with cost of carry
-    b = rate - dividend_yield; American options use the Bjerksund-Stensland (2002) approximation, and their
-    Greeks are its exact derivatives (forward-mode automatic differentiation, not finite differences).
+    b = rate - dividend_yield. American options use the Bjerksund-Stensland (2002) approximation, floored by
+    the European value and the exercise value (as QuantLib's engine does: each is the value of a feasible
+    exercise policy, so the result stays a lower bound of the true American price); their Greeks are the
+    exact derivatives of that price (forward-mode automatic differentiation, not finite differences). An
+    American call with dividend_yield <= 0, or put with rate == 0, is never exercised early and is priced
+    European.
 
     Args:
         kind: "call" or "put".
@@ -1359,9 +1367,10 @@ def greeks(kind, double spot, double strike, double expiry_years, double volatil
         style: "european" or "american".
 
     Returns:
-        Greeks with price, delta, gamma, vega (per 1 vol point), theta (per calendar day), rho (per 1
-        percentage point of rate, dividend yield fixed), vanna (delta per 1 vol point) and charm (delta per
-        calendar day). At expiry_years == 0: intrinsic value, delta 0 or +/-1, the other Greeks 0.
+        Greeks with price, delta (dV/dS), gamma (d2V/dS2), vega (per 1 vol point, 0.01), theta (change of
+        value when one calendar day, 1/365 year, passes), rho (per 1 percentage point of the rate, dividend
+        yield fixed), vanna (change of delta per 1 vol point) and charm (change of delta per calendar day).
+        At expiry_years == 0: intrinsic value, delta 0 or +/-1 (0 at the money), the other Greeks 0.
 
     Raises:
         ValueError: An argument is NaN, infinite or out of range (the message names it), kind or style is
@@ -1393,9 +1402,14 @@ def implied_volatility(kind, double price, double spot, double strike, double ex
                        double dividend_yield=0.0, style="european"):
     """The volatility at which the model reproduces a price.
 
-    European: exact to the price's own rounding (about 1e-15 relative when the price determines the
-    volatility that well), typically in 2 Householder steps. American: the Bjerksund-Stensland (2002) price
-    is inverted by safeguarded Newton steps with its exact vega.
+    European: to the accuracy the price's own rounding allows (1e-15 relative where the price pins the
+    volatility down that well), in two or three third-order Householder steps. American: the price of
+    greeks(style="american") is inverted by bracketed Newton steps with its exact vega; a price that fixes
+    the volatility only to worse than 1e-4 (where that price is flat in the volatility) has no answer.
+
+    Intrinsic value and maximum: for a European call max(S e^{-qT} - K e^{-rT}, 0) and S e^{-qT}, for a put
+    max(K e^{-rT} - S e^{-qT}, 0) and K e^{-rT}; for an American option the larger of the exercise value and
+    the European intrinsic, and S (call) or K (put). A price within a few ulps of a bound counts as at it.
 
     Args:
         kind: "call" or "put".
@@ -1412,9 +1426,9 @@ def implied_volatility(kind, double price, double spot, double strike, double ex
         volatility reproduces raises.
 
     Raises:
-        PriceBelowIntrinsic: The price is at or below the intrinsic value (see the exception).
+        PriceBelowIntrinsic: The price is at or below the intrinsic value.
         PriceAboveMaximum: The price is at or above the no-arbitrage maximum.
-        NoConvergence: The solver did not converge.
+        NoConvergence: No volatility could be determined (American prices that barely depend on it).
         ValueError: An argument is NaN, infinite or out of range (the message names it), or kind or style is
             unknown.
     """
@@ -1501,11 +1515,12 @@ def greeks_array(is_call, spot, strike, expiry_years, volatility, rate, dividend
         dividend_yield: Continuously compounded dividend yields.
         style: "european" or "american", for all options.
 
-    All arrays have one length; scalars broadcast. Units are those of Greeks.
+    All arrays have one length; scalars broadcast. Units and models are those of greeks().
 
     Returns:
         GreeksArray with one float64 array per output and an int8 status array of Status values; every
-        output of an option whose status is not OK is NaN (invalid input gives INVALID_INPUT).
+        output of an option whose status is not OK is NaN (invalid input gives INVALID_INPUT). The nine
+        arrays share one block of memory, which is recycled for a later call once all of them are released.
 
     Raises:
         ValueError: Unknown style, or arrays of different lengths or more than one dimension.
