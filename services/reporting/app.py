@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from services.platform.clock import Clock
 from services.reporting.domain.analysis import Analysis, analyze
@@ -156,7 +157,7 @@ class ReportingApp:
                 account, caller, s.scenario_moves, s.scenario_shifts, s.scenario_days
             ),
         }
-        results = await asyncio.gather(*(fetch[section]() for section in spec.sections))
+        results: list[Any] = list(await asyncio.gather(*(fetch[section]() for section in spec.sections)))
         tables: list[Table] = []
         for section, data in zip(spec.sections, results):
             if section is Section.POSITIONS:

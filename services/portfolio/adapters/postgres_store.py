@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
@@ -71,7 +71,7 @@ T = TypeVar("T")
 _DOWN = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
 
-def _guard(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+def _guard(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -187,7 +188,8 @@ def price_columns(
     n = len(spot)
     out = [np.empty(n) for _ in range(5)]
     amer = american & ~(is_call & (dividend_yield <= 0.0))
-    for mask, style in ((~amer, "european"), (amer, "american")):
+    styles: tuple[tuple[NDArray[np.bool_], Literal["european", "american"]], ...] = ((~amer, "european"), (amer, "american"))
+    for mask, style in styles:
         if not mask.any():
             continue
         r = rate if style == "european" else max(rate, 0.0)
@@ -353,7 +355,7 @@ def solve_implied_vols(
         chosen = [p for p in rows if p.option is not None and p.option.american == american]
         if not chosen:
             continue
-        style = "american" if american else "european"
+        style: Literal["european", "american"] = "american" if american else "european"
         r = max(rate, 0.0) if american else rate
         vols, status = core_ext.implied_volatility_array(
             np.array([p.option.is_call for p in chosen if p.option]),

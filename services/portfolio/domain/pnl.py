@@ -166,9 +166,10 @@ def compute_pnl(
         groups[symbol] = trade.group if trade is not None else ""
         underlyings[symbol] = ledger.underlyings.get(symbol, symbol)
     for booking in ledger.bookings:
-        row = rows.get(booking.symbol)
-        if row is None:
+        found = rows.get(booking.symbol)
+        if found is None:
             continue
+        row = found
         if booking.time >= today:
             row.realized_today += booking.amount
         start = ledger.period_start.get(booking.symbol)

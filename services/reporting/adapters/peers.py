@@ -49,7 +49,9 @@ def _metadata(caller: Caller) -> tuple[tuple[str, str], ...]:
     return (("authorization", caller.authorization),)
 
 
-def _translate(error: grpc.aio.AioRpcError, account_number: str, unavailable: type[Exception], peer: str) -> Exception:
+def _translate(
+    error: grpc.aio.AioRpcError, account_number: str, unavailable: type[BrokerUnavailable | PortfolioUnavailable], peer: str
+) -> Exception:
     code = error.code()
     if code == grpc.StatusCode.NOT_FOUND:
         return AccountNotFound(account_number)
