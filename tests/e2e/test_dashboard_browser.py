@@ -20,8 +20,9 @@ import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
+import httpx
 import pytest
+from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 from embedded_proc import ROOT, EmbeddedPlatform, start_embedded
 
 pytestmark = pytest.mark.e2e
@@ -230,3 +231,17 @@ def test_every_request_goes_to_the_gateway_origin(platform: EmbeddedPlatform, br
     assert foreign == [], f"requests outside the gateway's origin: {foreign}"
     kinds = {urlsplit(u).path.split("/")[1] for u in urls}
     assert {"", "assets", "v1"} <= kinds, kinds
+
+
+def test_page_and_assets_are_public_and_the_api_is_not(platform: EmbeddedPlatform) -> None:
+    with httpx.Client(base_url=platform.rest_base, timeout=10) as client:
+        page = client.get("/")
+        assert page.status_code == 200, page.text
+        assert "connect-src 'self'" in page.headers["content-security-policy"]
+        script = re.search(r'src="(/assets/[^"]+\.js)"', page.text)
+        assert script, page.text
+        asset = client.get(script.group(1))
+        assert asset.status_code == 200
+        assert asset.headers["content-type"].startswith("text/javascript")
+        assert client.get("/assets/no-such-file.js").status_code == 404
+        assert client.get("/v1/accounts").status_code == 401
