@@ -148,3 +148,30 @@ async def test_unexplained_position_is_history_incomplete(rig: PortfolioRig) -> 
         rig.stub.GetProfitAndLoss(pb.GetProfitAndLossRequest(account_number=ACCOUNT), metadata=rig.auth())
     )
     assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "HISTORY_INCOMPLETE")
+
+
+async def test_a_cleared_breach_alerts_again_when_it_returns(rig: PortfolioRig) -> None:
+    subscription = await rig.bus.subscribe(ALERT_TOPIC)
+    limits = pb.RiskLimits(max_concentration=0.9)
+    request = pb.GetPortfolioGreeksRequest(account_number=ACCOUNT)
+    await rig.stub.SetRiskLimits(pb.SetRiskLimitsRequest(account_number=ACCOUNT, risk_limits=limits), metadata=rig.auth())
+    # SPY's absolute market values are 50,000 + 630 + 620 = 51,250 of 60,760 net liq: 0.84, within 0.9.
+    listed = await rig.stub.ListRiskAlerts(pb.ListRiskAlertsRequest(account_number=ACCOUNT), metadata=rig.auth())
+    assert list(listed.alerts) == []
+    from tests.service.portfolio.conftest import demo_book
+
+    positions, history = demo_book()
+    rig.broker.set_account(ACCOUNT, "alice", positions[1:], history[:1] + history[2:], cash=D_ZERO)
+    await rig.stub.GetPortfolioGreeks(request, metadata=rig.auth())  # SPY alone: concentration 1.0 > 0.9
+    first = alert_pb2.Alert.FromString((await asyncio.wait_for(subscription.__anext__(), 5)).payload)
+    rig.broker.set_account(ACCOUNT, "alice", positions, history, cash=Decimal("20000.00"))
+    await rig.stub.GetPortfolioGreeks(request, metadata=rig.auth())  # back within: the breach clears
+    rig.broker.set_account(ACCOUNT, "alice", positions[1:], history[:1] + history[2:], cash=D_ZERO)
+    await rig.stub.GetPortfolioGreeks(request, metadata=rig.auth())
+    second = alert_pb2.Alert.FromString((await asyncio.wait_for(subscription.__anext__(), 5)).payload)
+    assert first.risk_limit_breach.underlying_symbol == second.risk_limit_breach.underlying_symbol == "SPY"
+    assert second.alert_id > first.alert_id
+    await subscription.close()
+
+
+D_ZERO = Decimal(0)
