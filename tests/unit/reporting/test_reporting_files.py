@@ -84,6 +84,8 @@ def test_openpyxl_reads_back_the_charts(workbook_path: pathlib.Path) -> None:
     assert [ws.cell(r, 5).value for r in range(7, 12)] == pytest.approx([-2000.0, -1000.0, 0.0, 1000.0, 2000.0])
 
 
+# The set-up may install LibreOffice from Debian first, which takes minutes on a fresh machine.
+@pytest.mark.timeout(900)
 def test_libreoffice_opens_the_workbook_and_prints_it_to_pdf(workbook_path: pathlib.Path, soffice: str, tmp_path: pathlib.Path) -> None:
     profile = tmp_path / "lo-profile"
     out = tmp_path / "out"
