@@ -94,7 +94,8 @@ def american(n: int) -> None:
     for i in range(n):
         case = ("call" if i % 2 else "put", 100.0, 100.0 * log_uniform(rng, 0.2, 5.0), log_uniform(rng, 1 / 8760, 5.0),
                 log_uniform(rng, 0.01, 4.0), float(rng.uniform(0.0, 0.1)), float(rng.uniform(-0.02, 0.1)))
-        got = core_ext.greeks(*case, style="american").price  # type: ignore[misc]
+        kind, spot, strike, t, vol, r, q = case
+        got = core_ext.greeks(kind, spot, strike, t, vol, r, q, style="american").price  # type: ignore[arg-type]
         with mp.workdps(30):
             ref = float(american_price(*case))
         worst = max(worst, abs(got - ref) / max(1e-10 * abs(ref), 1e-12 * 100.0))

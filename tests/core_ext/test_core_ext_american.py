@@ -56,7 +56,8 @@ def test_greeks_match_differentiated_bs2002(case: tuple[str, float, float, float
     # Greeks come from forward-mode differentiation (jets) in core_ext and from central differences of the
     # 40-digit mpmath price here: two independent routes to the derivatives of the same formula.
     ref = reference_greeks(bs2002_price, *case)
-    got = greeks(*case, style="american")  # type: ignore[misc]
+    kind, spot_, strike, t, vol, r, q = case
+    got = greeks(kind, spot_, strike, t, vol, r, q, style="american")  # type: ignore[arg-type]
     spot = case[1]
     scales = {"price": spot, "delta": 1.0, "gamma": 1 / spot, "vega": spot, "theta": spot, "rho": spot,
               "vanna": 1.0, "charm": 1.0}

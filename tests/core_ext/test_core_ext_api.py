@@ -77,13 +77,15 @@ def test_greeks_units_match_finite_differences_of_price() -> None:
     s, k, t, v, r, q = 100.0, 105.0, 0.75, 0.25, 0.04, 0.015
     g = greeks("put", s, k, t, v, r, q)
 
-    def price(**kw: float) -> float:
+    def bumped(**kw: float) -> Greeks:
         a = {"spot": s, "strike": k, "expiry_years": t, "volatility": v, "rate": r, "dividend_yield": q} | kw
-        return greeks("put", **a).price
+        return greeks("put", a["spot"], a["strike"], a["expiry_years"], a["volatility"], a["rate"], a["dividend_yield"])
+
+    def price(**kw: float) -> float:
+        return bumped(**kw).price
 
     def delta(**kw: float) -> float:
-        a = {"spot": s, "strike": k, "expiry_years": t, "volatility": v, "rate": r, "dividend_yield": q} | kw
-        return greeks("put", **a).delta
+        return bumped(**kw).delta
 
     h = 1e-5
     assert g.vega == pytest.approx((price(volatility=v + h) - price(volatility=v - h)) / (2 * h) / 100, rel=1e-7)
@@ -116,9 +118,10 @@ def test_greeks_units_match_finite_differences_of_price() -> None:
     ],
 )
 def test_greeks_invalid_input_raises_value_error_naming_the_argument(kwargs: dict[str, float], name: str) -> None:
-    args = {"spot": 100.0, "strike": 100.0, "expiry_years": 0.5, "volatility": 0.2, "rate": 0.01} | kwargs
+    a = {"spot": 100.0, "strike": 100.0, "expiry_years": 0.5, "volatility": 0.2, "rate": 0.01,
+         "dividend_yield": 0.0} | kwargs
     with pytest.raises(ValueError, match=name):
-        greeks("call", **args)
+        greeks("call", a["spot"], a["strike"], a["expiry_years"], a["volatility"], a["rate"], a["dividend_yield"])
 
 
 def test_unknown_kind_and_style_raise_value_error() -> None:

@@ -79,8 +79,8 @@ def test_array_kernel_matches_mpmath_reference() -> None:
     # The SIMD path (libmvec exp/log/erfc) meets the same tolerance as the scalar one.
     cases = _random_cases(120, 7) + _corner_cases()
     is_call = np.array([c[0] == "call" for c in cases])
-    cols = [np.array([c[k] for c in cases]) for k in range(1, 7)]
-    out = greeks_array(is_call, *cols)
+    spot, strike, t, vol, r, q = (np.array([c[j] for c in cases], dtype=np.float64) for j in range(1, 7))
+    out = greeks_array(is_call, spot, strike, t, vol, r, q)
     assert np.all(out.status == 0)
     for i, case in enumerate(cases):
         ref = reference_greeks(gbsm_price, *case)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Literal
 
 import mpmath as mp
 import numpy as np
@@ -138,6 +139,6 @@ def test_array_and_scalar_give_the_same_vols() -> None:
     d = _priced(_random_cases(64, 5))
     vols, status = implied_volatility_array(d["is_call"], d["price"], d["spot"], d["strike"], d["t"], d["r"], d["q"])
     for i in np.flatnonzero(status == Status.OK):
-        kind = "call" if d["is_call"][i] else "put"
+        kind: Literal["call", "put"] = "call" if d["is_call"][i] else "put"
         one = implied_volatility(kind, d["price"][i], d["spot"][i], d["strike"][i], d["t"][i], d["r"][i], d["q"][i])
         assert one == pytest.approx(vols[i], rel=1e-13)
