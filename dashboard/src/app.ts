@@ -23,6 +23,10 @@ interface Alert {
   title: string;
   message: string;
   raiseTime: string;
+  /** raise_time with nine fraction digits, so that string order is time order. */
+  raiseKey: string;
+  /** When this page received it from the stream (ms), for the latency shown to tests; 0 when listed. */
+  receivedAt: number;
 }
 
 /** Series kept per account across reloads (sessionStorage), sampled at most every SAMPLE_MS. */
@@ -63,6 +67,8 @@ export class App {
   private lastRender = 0;
   private views: DashboardViews | null = null;
   private selectedWatch = "";
+  private realized: number[][] = [];
+  private pnlView: "live" | "realized" = "live";
 
   constructor(
     private readonly client: Client,
@@ -232,6 +238,7 @@ export class App {
     this.book = book;
     await this.loadBetas(book, account);
     await this.loadWatches(account);
+    await this.loadHistory(account);
     if (abort.signal.aborted) return;
     views.setTargets(book);
     this.startMarketStreams(book, abort.signal);
@@ -263,6 +270,18 @@ export class App {
         `/v1/portfolios/${encodeURIComponent(account)}/greeks`,
       );
       for (const u of body.underlyings ?? []) book.setBeta(String(u.underlying_symbol), num(u.beta), "portfolio");
+      const total = (body as { total?: Record<string, unknown>; compute_time?: string }).total;
+      if (total) {
+        this.views?.showServiceTotals(
+          {
+            deltaDollars: num(total.delta_dollars),
+            betaWeightedDelta: num(total.beta_weighted_delta),
+            theta: num(total.theta),
+            vega: num(total.vega),
+          },
+          String((body as { compute_time?: string }).compute_time ?? ""),
+        );
+      }
       if ((body.underlyings ?? []).length) return;
     } catch (e) {
       if (!(e instanceof ApiError)) throw e;
@@ -277,6 +296,19 @@ export class App {
       }
     } catch {
       // Without metrics every beta is 1.0, and the per-underlying table says so.
+    }
+  }
+
+  /** Realized P&L by day from the portfolio service (its FIFO lots), for the "since open" P&L view. */
+  private async loadHistory(account: string): Promise<void> {
+    try {
+      const body = await this.client.call<{ daily_pnl?: Record<string, unknown>[] }>(
+        "GET",
+        `/v1/portfolios/${encodeURIComponent(account)}/history`,
+      );
+      this.realized = (body.daily_pnl ?? []).map((d) => [Date.parse(String(d.day_end_time)), decimal(d.cumulative_realized_pnl)]);
+    } catch {
+      this.realized = [];
     }
   }
 
@@ -347,7 +379,7 @@ export class App {
           if (!this.alertsListed) void this.listAlerts();
         },
         onMessage: (m) => {
-          if (m.alert) this.addAlert(parseAlert(m.alert), true);
+          if (m.alert) this.addAlert({ ...parseAlert(m.alert), receivedAt: Date.now() }, true);
         },
         onStatus: (status: RpcStatus) => {
           // The resume point is gone (expired, or not this user's): list what is retained and start over.
@@ -385,7 +417,7 @@ export class App {
     this.alerts.set(alert.alertId, known && known.state === "ALERT_STATE_ACKNOWLEDGED" ? known : alert);
     const last = this.storage.getItem(this.lastAlertKey());
     const lastAlert = last ? this.alerts.get(last) : undefined;
-    if (!lastAlert || alert.raiseTime >= lastAlert.raiseTime) this.storage.setItem(this.lastAlertKey(), alert.alertId);
+    if (!lastAlert || alert.raiseKey >= lastAlert.raiseKey) this.storage.setItem(this.lastAlertKey(), alert.alertId);
     this.views?.renderAlerts(true);
     if (live) {
       this.views?.announce(`New alert: ${alert.title}`);
@@ -402,7 +434,8 @@ export class App {
         `/v1/alerts/${encodeURIComponent(alertId)}:acknowledge`,
         { channel: "CHANNEL_KIND_STREAM" },
       );
-      this.alerts.set(alertId, parseAlert(body.alert));
+      const previous = this.alerts.get(alertId);
+      this.alerts.set(alertId, { ...parseAlert(body.alert), receivedAt: previous?.receivedAt ?? 0 });
       this.views?.renderAlerts(true, alertId);
     } catch (e) {
       this.views?.notice(`The alert could not be acknowledged: ${describe(e)}`);
@@ -410,7 +443,7 @@ export class App {
   }
 
   alertList(): Alert[] {
-    return [...this.alerts.values()].sort((a, b) => b.raiseTime.localeCompare(a.raiseTime));
+    return [...this.alerts.values()].sort((a, b) => (a.raiseKey < b.raiseKey ? 1 : a.raiseKey > b.raiseKey ? -1 : 0));
   }
 
   // ---- watches -------------------------------------------------------------------------------------
@@ -497,6 +530,12 @@ export class App {
     return this.series;
   }
 
+  /** Which P&L the chart shows: today's live unrealized P&L, or realized P&L by day since the first trade. */
+  set pnlMode(mode: "live" | "realized") {
+    this.pnlView = mode;
+    this.render();
+  }
+
   // ---- scenario ------------------------------------------------------------------------------------
 
   /** Runs the scenario grid on the portfolio service and draws it. */
@@ -573,7 +612,7 @@ export class App {
     views.showPositions(rows);
     views.updateWatchBands(book);
     this.sample(book, totals);
-    views.showCharts(this.series, this.watches.get(this.chartWatch));
+    views.showCharts(this.series, this.watches.get(this.chartWatch), this.pnlView === "realized" ? this.realized : null);
   }
 
   private sample(book: Book, totals: Totals): void {
@@ -620,7 +659,15 @@ function parseAlert(json: unknown): Alert {
     title: String(a.title ?? ""),
     message: String(a.message ?? ""),
     raiseTime: String(a.raise_time ?? ""),
+    raiseKey: sortableTime(String(a.raise_time ?? "")),
+    receivedAt: 0,
   };
+}
+
+/** A protobuf JSON timestamp ("...:54.1Z", always UTC) with its fraction padded to nanoseconds. */
+export function sortableTime(time: string): string {
+  const match = /^(.*?)(?:\.(\d+))?Z$/.exec(time);
+  return match ? `${match[1]}.${(match[2] ?? "").padEnd(9, "0")}Z` : time;
 }
 
 function describe(error: unknown): string {
@@ -658,6 +705,13 @@ class DashboardViews {
   private readonly scenarioNote = h("p", { class: "muted", "data-testid": "scenario-state" });
   private readonly scenarioTable = h("table", { class: "num", "data-testid": "scenario-table" });
   private readonly updated = h("p", { class: "muted", "data-testid": "updated" });
+  private readonly serviceTotals = h("p", { class: "muted", "data-testid": "service-totals" });
+  private readonly pnlMode = h(
+    "select",
+    { id: "pnl-mode", "data-testid": "pnl-mode" },
+    h("option", { value: "live" }, "Today, live (unrealized)"),
+    h("option", { value: "realized" }, "Since open (realized, by day)"),
+  );
   private bandNodes = new Map<string, { text: HTMLElement; ttb: HTMLElement; band: HTMLElement }>();
 
   constructor(private readonly app: App) {
@@ -666,6 +720,9 @@ class DashboardViews {
     const heatEl = h("div", { class: "chart tall", "data-testid": "scenario-heatmap" });
     this.watchForm = this.buildWatchForm();
     this.accountSelect.addEventListener("change", () => app.selectAccount(this.accountSelect.value));
+    this.pnlMode.addEventListener("change", () => {
+      app.pnlMode = this.pnlMode.value === "realized" ? "realized" : "live";
+    });
     this.chartWatchSelect.addEventListener("change", () => {
       app.chartWatch = this.chartWatchSelect.value;
     });
@@ -686,6 +743,7 @@ class DashboardViews {
         ),
         this.totals,
         this.updated,
+        this.serviceTotals,
         h(
           "div",
           { class: "scroll", tabindex: 0, role: "region", "aria-label": "Greeks per underlying" },
@@ -715,7 +773,13 @@ class DashboardViews {
       h(
         "section",
         { class: "card", "aria-labelledby": "pnl-title" },
-        h("h2", { id: "pnl-title" }, "Unrealized P&L over time"),
+        h(
+          "div",
+          { class: "card-head" },
+          h("h2", { id: "pnl-title" }, "P&L over time"),
+          h("label", { for: "pnl-mode" }, "Show "),
+          this.pnlMode,
+        ),
         pnlEl,
       ),
       h(
@@ -759,9 +823,19 @@ class DashboardViews {
         ),
       ),
     );
-    this.pnlChart = new TimeChart(pnlEl, "Unrealized P&L in dollars over time");
+    this.pnlChart = new TimeChart(pnlEl, "P&L in dollars over time");
     this.deltaChart = new TimeChart(deltaEl, "Watched delta over time with its band");
     this.heatMap = new HeatMap(heatEl);
+  }
+
+  showServiceTotals(t: { deltaDollars: number; betaWeightedDelta: number; theta: number; vega: number }, time: string): void {
+    const at = time ? new Date(time).toLocaleTimeString() : "";
+    setText(
+      this.serviceTotals,
+      `Portfolio service valuation${at ? ` at ${at}` : ""} (its own pricing, American where it applies): ` +
+        `Δ$ ${money(t.deltaDollars)}, β-weighted Δ ${fmt(t.betaWeightedDelta, 1, true)}, ` +
+        `Θ ${money(t.theta)}/day, vega ${money(t.vega)}/pt.`,
+    );
   }
 
   notice(text: string): void {
@@ -786,6 +860,7 @@ class DashboardViews {
     replace(this.underlyingBody);
     replace(this.positionBody);
     replace(this.notices);
+    setText(this.serviceTotals, "");
     setText(this.updated, "Waiting for market data…");
   }
 
@@ -1053,6 +1128,8 @@ class DashboardViews {
             "data-alert-id": a.alertId,
             "data-testid": "alert",
             "data-state": a.state,
+            "data-raised-ms": Date.parse(a.raiseTime),
+            "data-received-ms": a.receivedAt || null,
             tabindex: -1,
           },
           h("span", { class: "severity" }, SEVERITY[a.severity] ?? a.severity),
@@ -1080,10 +1157,20 @@ class DashboardViews {
 
   // ---- charts ----
 
-  showCharts(series: Series, watch: Watch | undefined): void {
-    const pnl = series.pnl;
-    const last = pnl[pnl.length - 1];
-    this.pnlChart.show(pnl, "Unrealized P&L ($)", false, last ? `Latest ${money(last[1])}.` : "No data yet.");
+  showCharts(series: Series, watch: Watch | undefined, realized: number[][] | null): void {
+    if (realized) {
+      const last = realized[realized.length - 1];
+      this.pnlChart.show(
+        realized,
+        "Realized P&L, cumulative ($)",
+        false,
+        last ? `${realized.length} trading days; latest ${money(last[1])}.` : "No realized P&L recorded.",
+      );
+    } else {
+      const pnl = series.pnl;
+      const last = pnl[pnl.length - 1];
+      this.pnlChart.show(pnl, "Unrealized P&L ($)", false, last ? `Latest ${money(last[1])}.` : "No data yet.");
+    }
     if (watch) {
       const points = series.watches[watch.watchId] ?? [];
       const p = points[points.length - 1];

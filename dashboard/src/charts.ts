@@ -90,7 +90,7 @@ export class TimeChart {
         aria: { enabled: true, label: { description: `${this.label}. ${description}` } },
         tooltip: { trigger: "axis" },
         legend: { top: 4, data: series.map((s) => s.name as string) },
-        xAxis: { type: "time" },
+        xAxis: { type: "time", axisLabel: { hideOverlap: true } },
         yAxis: { type: "value", scale: true },
         series,
       },
@@ -103,7 +103,7 @@ export class TimeChart {
 export class HeatMap {
   private readonly chart: echarts.ECharts;
 
-  constructor(el: HTMLElement) {
+  constructor(private readonly el: HTMLElement) {
     this.chart = echarts.init(el, undefined, { renderer: "canvas" });
     new ResizeObserver(() => this.chart.resize()).observe(el);
   }
@@ -144,7 +144,8 @@ export class HeatMap {
             type: "heatmap",
             data,
             label: {
-              show: true,
+              // Cell labels need room; on a phone the tooltip and the table below carry the numbers.
+              show: this.el.clientWidth >= 560,
               fontSize: 10,
               formatter: (p: { value: [number, number, number] }) => compact(p.value[2]),
             },

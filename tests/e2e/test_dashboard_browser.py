@@ -141,6 +141,7 @@ def test_sign_in_watch_alert_acknowledge_and_reload(
             expect(page.locator(f'[data-testid="underlyings"] tr[data-underlying="{symbol}"]')).to_be_visible()
         expect(page.get_by_test_id("total-beta-weighted-delta")).not_to_have_text("—")
         expect(page.get_by_test_id("total-theta")).to_have_text(_DOLLARS)
+        expect(page.get_by_test_id("service-totals")).to_contain_text("Portfolio service valuation")
         page.screenshot(path=str(tmp_path / "1-greeks.png"), full_page=True)
 
         # A watch on SPY's share delta with a band a hair's width around the live value: the simulator's next
@@ -164,6 +165,9 @@ def test_sign_in_watch_alert_acknowledge_and_reload(
         expect(alerts).to_have_count(1, timeout=30_000)
         expect(alerts.first).to_contain_text("SPY")
         expect(watch.get_by_test_id("watch-state")).to_have_text("Breached", timeout=10_000)
+        # Pushed, not polled: on screen within a second of being raised (same machine, same clock).
+        raised, received = (int(alerts.first.get_attribute(a) or 0) for a in ("data-raised-ms", "data-received-ms"))
+        assert 0 < received - raised < 1_000, (raised, received)
         page.screenshot(path=str(tmp_path / "2-alert.png"), full_page=True)
         # Still exactly one a while later: the noisy feed does not raise another for the same crossing.
         page.wait_for_timeout(3_000)
