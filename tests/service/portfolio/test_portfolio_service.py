@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from decimal import Decimal
 
 import grpc
@@ -175,3 +176,22 @@ async def test_a_cleared_breach_alerts_again_when_it_returns(rig: PortfolioRig) 
 
 
 D_ZERO = Decimal(0)
+
+
+async def test_the_monitor_rechecks_limits_without_a_call_while_the_token_is_valid(rig: PortfolioRig) -> None:
+    subscription = await rig.bus.subscribe(ALERT_TOPIC)
+    limits = pb.RiskLimits(max_abs_vega=1_000.0)
+    response = await rig.stub.SetRiskLimits(
+        pb.SetRiskLimitsRequest(account_number=ACCOUNT, risk_limits=limits), metadata=rig.auth()
+    )
+    assert abs(response.measures.vega) < 1_000.0
+    from tests.service.portfolio.conftest import demo_book
+
+    positions, history = demo_book()
+    bigger = [p if p.option is None else dataclasses.replace(p, quantity=p.quantity * 100) for p in positions]
+    rig.broker.set_account(ACCOUNT, "alice", bigger, history)
+    rig.clock.advance(3600.0)  # the monitor's period in this rig
+    delivery = await asyncio.wait_for(subscription.__anext__(), 5)
+    alert = alert_pb2.Alert.FromString(delivery.payload)
+    assert alert.risk_limit_breach.limit == 3  # RISK_LIMIT_KIND_MAX_VEGA
+    await subscription.close()
