@@ -246,6 +246,10 @@ class Monitor:
         snap = self._accounts.get(account_number)
         return None if snap is None else list(snap.positions)
 
+    def positions_snapshot(self, account_number: str, positions: Sequence[HeldPosition]) -> None:
+        """Record an account's positions without rebuilding the book (bulk loads rebuild once after)."""
+        self._accounts[account_number] = _AccountSnapshot(list(positions), self._clock.monotonic())
+
     def set_positions(self, account_number: str, positions: Sequence[HeldPosition]) -> None:
         """Replace an account's positions and rebuild the book."""
         self._accounts[account_number] = _AccountSnapshot(list(positions), self._clock.monotonic())
@@ -386,11 +390,18 @@ class DeltaMonitorApp:
             calendar=calendar,
             clock=clock,
             settings=settings,
-            on_alerts=lambda _alerts: self._outbox_kick.set(),
+            on_alerts=self._raised,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._feed_subscription: object | None = None
         self._draining = asyncio.Event()
+
+    def _raised(self, alerts: list[Alert]) -> None:
+        # Streams on this replica get the alert as soon as it is stored; the bus copy (which also reaches other
+        # replicas' streams) is recognised by its sequence and not sent twice.
+        for alert in alerts:
+            self.hub.dispatch(alert)
+        self._outbox_kick.set()
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
@@ -651,12 +662,18 @@ class DeltaMonitorApp:
     async def _stream(
         self, caller: Caller, queue: asyncio.Queue[Alert | None], last_sequence: int
     ) -> AsyncGenerator[Alert | Heartbeat | StreamEnd, None]:
+        # Each alert may arrive twice (this replica's direct hand-over and the bus copy) and, with several
+        # replicas, slightly out of sequence; the sent set makes the stream duplicate-free without dropping a
+        # late lower sequence. Everything up to the backlog's end was sent in order from the database.
+        floor = last_sequence
+        sent: set[int] = set()
+        recent: deque[int] = deque()
         try:
             if last_sequence >= 0:
                 while True:
-                    backlog = await self.store.alerts_after(caller.user_id, last_sequence, 500)
+                    backlog = await self.store.alerts_after(caller.user_id, floor, 500)
                     for alert in backlog:
-                        last_sequence = alert.sequence
+                        floor = alert.sequence
                         yield alert
                     if len(backlog) < 500:
                         break
@@ -673,10 +690,12 @@ class DeltaMonitorApp:
                 if item is None:
                     yield StreamEnd("server shutting down; reconnect with the last alert id seen")
                     return
-                # The bus may hand an alert the backlog already sent; sequences make the stream duplicate-free.
-                if item.sequence <= last_sequence:
+                if item.sequence <= floor or item.sequence in sent:
                     continue
-                last_sequence = item.sequence
+                sent.add(item.sequence)
+                recent.append(item.sequence)
+                if len(recent) > 10_000:
+                    sent.discard(recent.popleft())
                 yield item
         finally:
             self.hub.close(caller.user_id, queue)

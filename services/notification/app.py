@@ -302,9 +302,11 @@ class AlertConsumer:
         clock: Clock,
         settings: NotificationAppSettings,
         hooks: DeliveryHooks | None = None,
+        queue: str = ALERT_QUEUE,
     ) -> None:
-        """Configure the consumer (``start`` subscribes)."""
+        """Configure the consumer (``start`` subscribes to ``queue``)."""
         self._bus = bus
+        self._queue = queue
         self._store = store
         self._deliverer = deliverer
         self._decode = decode
@@ -319,7 +321,7 @@ class AlertConsumer:
 
     async def start(self) -> None:
         """Subscribe to the alert queue and start consuming."""
-        self._subscription = await self._bus.subscribe(list(ALERT_PATTERNS), queue=ALERT_QUEUE, prefetch=self._settings.concurrency)
+        self._subscription = await self._bus.subscribe(list(ALERT_PATTERNS), queue=self._queue, prefetch=self._settings.concurrency)
         self._task = asyncio.create_task(self._run(), name="notification-alerts")
 
     async def stop(self) -> None:
