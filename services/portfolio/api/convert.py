@@ -234,7 +234,7 @@ def measures_to_proto(m: RiskMeasures) -> pb.RiskMeasures:
         delta_dollars=m.delta_dollars,
         vega=m.vega,
         theta=m.theta,
-        max_concentration=m.max_concentration if math.isfinite(m.max_concentration) else 1e308,
+        max_concentration=m.max_concentration,
         max_concentration_underlying=m.max_concentration_underlying,
         compute_time=timestamp(m.compute_time),
     )
@@ -293,7 +293,7 @@ def alert_to_proto(a: RiskAlert) -> alert_pb2.Alert:
         risk_limit_breach=alert_pb2.RiskLimitBreach(
             limit=int(b.kind),
             limit_value=b.limit_value,
-            observed_value=b.observed_value if math.isfinite(b.observed_value) else 1e308,
+            observed_value=b.observed_value,
             underlying_symbol=b.underlying_symbol,
         ),
     )

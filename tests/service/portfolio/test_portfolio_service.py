@@ -195,3 +195,36 @@ async def test_the_monitor_rechecks_limits_without_a_call_while_the_token_is_val
     alert = alert_pb2.Alert.FromString(delivery.payload)
     assert alert.risk_limit_breach.limit == 3  # RISK_LIMIT_KIND_MAX_VEGA
     await subscription.close()
+
+
+async def test_closed_trades_page_newest_first_and_history_sums_by_day(rig: PortfolioRig) -> None:
+    from tests.service.portfolio.conftest import C520, demo_book
+    from tests.unit.portfolio.portfolio_history import at, trade
+    from services.portfolio.domain.model import Action
+
+    positions, history = demo_book()
+    history += [
+        trade(at("2024-03-02"), C520.symbol, Action.BUY_TO_OPEN, "1", "5.50", terms=C520, order="7"),
+        trade(at("2024-03-04"), C520.symbol, Action.SELL_TO_CLOSE, "1", "6.00", terms=C520, fees="-0.10", order="8"),
+        trade(at("2024-03-04", 16), "QQQ", Action.BUY, "10", "400.00", order="9"),
+        trade(at("2024-03-05"), "QQQ", Action.SELL, "10", "390.00", order="10"),
+    ]
+    rig.broker.set_account(ACCOUNT, "alice", positions, history, cash=Decimal("20000.00"))
+    first = await rig.stub.ListClosedTrades(pb.ListClosedTradesRequest(account_number=ACCOUNT, page_size=1), metadata=rig.auth())
+    # QQQ: 10 x (390 - 400) = -100.00, closed last.
+    assert [t.trade_id for t in first.closed_trades] == ["9"] and dec(first.closed_trades[0].realized_pnl) == Decimal("-100")
+    assert first.closed_trades[0].strategy == "long stock"
+    second = await rig.stub.ListClosedTrades(
+        pb.ListClosedTradesRequest(account_number=ACCOUNT, page_size=1, page_token=first.next_page_token), metadata=rig.auth()
+    )
+    # The call bought at 5.50 (the FIFO lot of order 3 at 5.00 was opened first, so the sale closes it): order 3's
+    # lot closes at 6.00: +100.00 - 1.11 (its opening fees) - 0.10 = +98.79, and order 7's lot stays open.
+    assert [t.trade_id for t in second.closed_trades] == ["3"]
+    assert dec(second.closed_trades[0].realized_pnl) == Decimal("98.79")
+    assert second.next_page_token == ""
+    history_response = await rig.stub.GetPortfolioHistory(
+        pb.GetPortfolioHistoryRequest(account_number=ACCOUNT), metadata=rig.auth()
+    )
+    days = [(d.day_end_time.ToDatetime().date().isoformat(), dec(d.realized_pnl)) for d in history_response.daily_pnl]
+    assert days[-2:] == [("2024-03-04", Decimal("99.90")), ("2024-03-05", Decimal("-100"))]
+    assert dec(history_response.daily_pnl[-1].cumulative_realized_pnl) == sum(d for _, d in days)
