@@ -429,6 +429,8 @@ def _http_connection_manager(settings: GatewaySettings, services: Sequence[str],
         # The gateway is the edge: it sets x-forwarded-for from the peer address (services trust one hop), so a
         # client cannot pick the address its login throttling and rate limits are keyed on.
         "use_remote_address": True,
+        # REST clients get x-request-id as a response header even from RPCs that answer in trailers only.
+        "always_set_request_id_in_response": True,
         "access_log": _access_log(settings.access_log_path),
         # HTTP/1.1 REST clients only learn that a stream failed mid-way from trailers.
         "http_protocol_options": {"enable_trailers": True},

@@ -262,14 +262,19 @@ class PlatformServerInterceptor(grpc.aio.ServerInterceptor):
     their own wrapped behaviours.
     """
 
-    def __init__(self, *, request_id_in_initial_metadata: bool = True) -> None:
+    def __init__(
+        self, *, request_id_in_initial_metadata: bool = True, own_initial_metadata: frozenset[str] = frozenset()
+    ) -> None:
         """Create the interceptor.
 
         Args:
             request_id_in_initial_metadata: Send ``x-request-id`` in the initial metadata as well as the
                 trailers. It costs one extra batch per call (about 40 us of server CPU per unary call).
+            own_initial_metadata: Full method names whose handlers send initial metadata of their own (a
+                file name for a download); the request id goes in their trailers only.
         """
         self._initial_metadata = request_id_in_initial_metadata
+        self._own_initial_metadata = own_initial_metadata
         # The registry hands back the same handler object for a method on every call, so the wrapped
         # handler is built once per method instead of once per call.
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
@@ -287,7 +292,7 @@ class PlatformServerInterceptor(grpc.aio.ServerInterceptor):
         cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        initial_metadata = self._initial_metadata
+        initial_metadata = self._initial_metadata and method not in self._own_initial_metadata
 
         def scope(context: Context) -> CallScope:
             return CallScope(method, context, initial_metadata=initial_metadata)

@@ -67,6 +67,8 @@ class ServiceRegistration:
         start: Awaited after the server starts and before health says SERVING (connect adapters here).
         drain: Awaited when shutdown begins, before in-flight calls are given their grace (end streams).
         stop: Awaited after the server stopped (close adapters here).
+        own_initial_metadata: Names of RPCs whose handlers send initial metadata themselves (e.g.
+            ``("CreateReport",)``); the request id then travels in their trailers only.
     """
 
     add_to_server: Callable[[Any, grpc.aio.Server], None]
@@ -75,6 +77,7 @@ class ServiceRegistration:
     start: Hook | None = None
     drain: Hook | None = None
     stop: Hook | None = None
+    own_initial_metadata: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -324,7 +327,12 @@ def build_server(
         raise ValueError(f"services registered twice: {duplicates}")
     server = grpc.aio.server(
         interceptors=[
-            PlatformServerInterceptor(request_id_in_initial_metadata=request_id_in_initial_metadata),
+            PlatformServerInterceptor(
+                request_id_in_initial_metadata=request_id_in_initial_metadata,
+                own_initial_metadata=frozenset(
+                    f"/{r.service_name}/{rpc}" for r in registrations for rpc in r.own_initial_metadata
+                ),
+            ),
             *interceptors,
         ],
         options=[*server_options(settings.max_message_bytes), *extra_options],

@@ -80,6 +80,7 @@ def assemble(
         servicer=ReportingServicer(app, authenticator),
         service_name=SERVICE_NAME,
         start=start,
+        own_initial_metadata=("CreateReport",),
         stop=stop,
     )
     return Assembly(registration, app)

@@ -50,6 +50,9 @@ def test_a_report_downloads_as_a_file(embedded: EmbeddedPlatform, session: tuple
     )
     assert response.status_code == 200, response.text[:500]
     assert response.headers["content-type"] == XLSX
+    assert response.headers["content-disposition"].startswith('attachment; filename="')
+    assert response.headers["content-disposition"].endswith('.xlsx"')
+    assert response.headers["x-request-id"]
     workbook = load_workbook(io.BytesIO(response.content))
     assert workbook.sheetnames == ["Positions", "Scenarios"]
     assert workbook["Scenarios"]._charts

@@ -163,7 +163,11 @@ async def test_on_a_server_that_sends_its_own_headers_the_report_headers_move_to
     from services.platform.testing import client_channel, running_server
     from tastyplat.reporting.v1 import reporting_service_pb2_grpc as pb_grpc
 
-    async with running_server([rig.assembly.registration]) as server:
+    import dataclasses
+
+    # A registration that does not declare its own initial metadata: the platform sends the request id first.
+    registration = dataclasses.replace(rig.assembly.registration, own_initial_metadata=())
+    async with running_server([registration]) as server:
         channel = client_channel(server)
         try:
             stub = pb_grpc.ReportingServiceStub(channel)
@@ -177,3 +181,23 @@ async def test_on_a_server_that_sends_its_own_headers_the_report_headers_move_to
             await channel.close()
     assert trailing["content-disposition"].endswith('-alerts.csv"')
     assert pb.ReportTrailer.FromString(trailing["x-report-trailer-bin"]).size_bytes == len(data)
+
+
+async def test_on_a_default_server_the_wired_registration_sends_the_file_name_first(rig: ReportingRig) -> None:
+    from services.platform.testing import client_channel, running_server
+    from tastyplat.reporting.v1 import reporting_service_pb2_grpc as pb_grpc
+
+    async with running_server([rig.assembly.registration]) as server:
+        channel = client_channel(server)
+        try:
+            call = pb_grpc.ReportingServiceStub(channel).CreateReport(
+                pb.CreateReportRequest(account_number=ACCOUNT, format=pb.REPORT_FORMAT_CSV, sections=[pb.REPORT_SECTION_ALERTS]),
+                metadata=rig.auth(),
+            )
+            initial = dict(await call.initial_metadata())
+            _ = [m async for m in call]
+            trailing = dict(await call.trailing_metadata())
+        finally:
+            await channel.close()
+    assert initial["content-disposition"].endswith('-alerts.csv"')
+    assert trailing["x-request-id"]
