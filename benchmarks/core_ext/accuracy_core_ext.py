@@ -75,8 +75,8 @@ def implied_vol(n: int) -> None:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         attainable = EPS * price / vega
         wp = (price > 1e-300) & (4 * attainable <= 1e-10 * v)
+        tolerance = np.maximum(1e-10 * v, 4 * attainable)
     err = np.abs(vols - v)
-    tolerance = np.maximum(1e-10 * v, 4 * attainable)
     print(f"\nEuropean implied vol, {n:,} random options (same ranges), prices from the 40-digit reference:")
     print(f"  well-posed {int(wp.sum()):,}: failures {int(np.count_nonzero(wp & (status != 0)))}, "
           f"max |err|/vol {np.max(err[wp] / v[wp]):.1e}, median {np.median(err[wp] / v[wp]):.1e}, "
