@@ -413,8 +413,15 @@ export class App {
   }
 
   private addAlert(alert: Alert, live: boolean): void {
+    // The same alert can come from the stream and from the list (they overlap at start-up): an
+    // acknowledgement is never undone, and the time it was first received is kept.
     const known = this.alerts.get(alert.alertId);
-    this.alerts.set(alert.alertId, known && known.state === "ALERT_STATE_ACKNOWLEDGED" ? known : alert);
+    const acked = known?.state === "ALERT_STATE_ACKNOWLEDGED" ? known : alert;
+    this.alerts.set(alert.alertId, { ...acked, receivedAt: known?.receivedAt || alert.receivedAt });
+    if (known) {
+      this.views?.renderAlerts(true);
+      return;
+    }
     const last = this.storage.getItem(this.lastAlertKey());
     const lastAlert = last ? this.alerts.get(last) : undefined;
     if (!lastAlert || alert.raiseKey >= lastAlert.raiseKey) this.storage.setItem(this.lastAlertKey(), alert.alertId);

@@ -206,6 +206,9 @@ def test_sign_in_watch_alert_acknowledge_and_reload(
         target = os.environ.get("TASTYPLAT_DASHBOARD_SCREENSHOT")
         if target:
             shutil.copyfile(laptop, ROOT / target)
+    except BaseException:
+        page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+        raise
     finally:
         context.close()
 
