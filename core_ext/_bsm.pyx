@@ -256,7 +256,6 @@ cdef Py_ssize_t STREAM_THRESHOLD = 1 << 16
 cdef double INV_SQRT2 = 0.70710678118654752440
 cdef double INV_SQRT_2PI = 0.39894228040143267794
 cdef double DBL_EPS = 2.220446049250313e-16
-cdef double DAYS_PER_YEAR = 365.0
 cdef double ONE_OVER_DAYS = 1.0 / 365.0
 # Relative step below which a Householder step has converged: the next error is of order step**3.
 cdef double IV_STEP_TOLERANCE = 1e-6
