@@ -551,7 +551,8 @@ class Book:
 
     def _sum(self, block: F64, affected: _Affected, size: int) -> F64:
         weights = block[affected.pair_metric, affected.pair_position]
-        return np.bincount(affected.pair_local, weights=weights, minlength=size)
+        sums: F64 = np.bincount(affected.pair_local, weights=weights, minlength=size).astype(np.float64, copy=False)
+        return sums
 
     def _evaluate(self, u: int, affected: _Affected, now: float, when: datetime) -> list[Alert]:
         ws = affected.watches
@@ -623,11 +624,11 @@ class Book:
 
     def _ww_half_width(self, u: int, affected: _Affected, ws: I64, n: int) -> F64:
         # Whalley-Wilmott works in shares of the single underlying of position and underlying watches.
-        gamma_shares = np.bincount(
+        gamma_shares: F64 = np.bincount(
             affected.pair_local,
             weights=self.c_gamma[0, affected.pair_position],
             minlength=n,
-        )
+        ).astype(np.float64, copy=False)
         weight = np.abs(self.c_gamma[0, affected.pair_position])
         years = np.bincount(affected.pair_local, weights=weight * self.p_years[affected.pair_position], minlength=n)
         total = np.bincount(affected.pair_local, weights=weight, minlength=n)
