@@ -40,6 +40,7 @@ from services.deltamonitor.ports import (
     AlertQuery,
     Caller,
     MarketCalendar,
+    MarketInputs,
     MarketInputsSource,
     PositionSource,
     Pricer,
@@ -207,6 +208,13 @@ class Monitor:
         """Load watches and their persisted live state from the store."""
         watches = [w for w in await self._store.all_watches() if self.owns(w)]
         live = await self._store.load_live()
+        watched = {w.account_number for w in watches}
+        for account, (positions, inputs) in (await self._store.load_accounts()).items():
+            if account in watched and account not in self._accounts:
+                # Restored with age "infinitely old": the next API call of the owner reads the broker again.
+                self._accounts[account] = _AccountSnapshot(positions, -math.inf)
+                self.book.market.betas.update(inputs.betas)
+                self.book.market.dividend_yields.update(inputs.dividend_yields)
         self._watches = {w.watch_id: w for w in watches}
         self.book = Book(
             watches,
@@ -493,6 +501,7 @@ class DeltaMonitorApp:
             if cached is not None:
                 return cached
         positions = await self._positions.positions(account_number, caller)
+        inputs = MarketInputs({}, {}, None)
         if self._inputs is not None:
             symbols = sorted({p.underlying_symbol for p in positions} | {"SPY"})
             try:
@@ -501,6 +510,8 @@ class DeltaMonitorApp:
             except Exception as error:  # noqa: BLE001  # betas are best effort; beta watches wait for them
                 log.warning("cannot read market inputs", extra={"account": account_number, "error": repr(error)})
         self.monitor.set_positions(account_number, positions)
+        # Kept so that a restarted monitor watches these positions before anyone calls the API again.
+        await self.store.save_account(account_number, positions, inputs)
         return positions
 
     @staticmethod

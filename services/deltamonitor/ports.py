@@ -214,6 +214,14 @@ class Store(Protocol):
         """Persist live states (ignoring watches that are gone)."""
         ...
 
+    async def save_account(self, account_number: str, positions: Sequence[HeldPosition], inputs: MarketInputs) -> None:
+        """Keep the positions and model inputs last read for an account (the monitor reloads them at start-up)."""
+        ...
+
+    async def load_accounts(self) -> dict[str, tuple[list[HeldPosition], MarketInputs]]:
+        """Every kept account snapshot."""
+        ...
+
     async def record_alerts(self, drafts: Sequence[Alert], live: dict[str, tuple[int, WatchLive]]) -> list[Alert]:
         """Atomically store alerts (assigning ids in order), their outbox entries, and the live states."""
         ...

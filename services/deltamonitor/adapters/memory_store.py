@@ -9,8 +9,15 @@ from datetime import datetime
 
 from services.deltamonitor.adapters.records import alert_id_for
 from services.deltamonitor.domain.errors import WatchLimitExceeded
-from services.deltamonitor.domain.model import Alert, AlertState, Watch, WatchLive
-from services.deltamonitor.ports import ACKNOWLEDGED_TOPIC, RAISED_TOPIC, AlertQuery, OutboxEntry, WatchCursor
+from services.deltamonitor.domain.model import Alert, AlertState, HeldPosition, Watch, WatchLive
+from services.deltamonitor.ports import (
+    ACKNOWLEDGED_TOPIC,
+    RAISED_TOPIC,
+    AlertQuery,
+    MarketInputs,
+    OutboxEntry,
+    WatchCursor,
+)
 
 __all__ = ["InMemoryStore"]
 
@@ -27,6 +34,7 @@ class InMemoryStore:
         self._alert_index: dict[str, int] = {}
         self._outbox: dict[int, OutboxEntry] = {}
         self._outbox_ids = itertools.count(1)
+        self._accounts: dict[str, tuple[list[HeldPosition], MarketInputs]] = {}
 
     async def start(self) -> None:
         """Nothing to connect."""
@@ -90,6 +98,12 @@ class InMemoryStore:
         for watch_id, state in states.items():
             if watch_id in self._watches:
                 self._live[watch_id] = state
+
+    async def save_account(self, account_number: str, positions: Sequence[HeldPosition], inputs: MarketInputs) -> None:
+        self._accounts[account_number] = (list(positions), inputs)
+
+    async def load_accounts(self) -> dict[str, tuple[list[HeldPosition], MarketInputs]]:
+        return {k: (list(v[0]), v[1]) for k, v in self._accounts.items()}
 
     async def record_alerts(self, drafts: Sequence[Alert], live: dict[str, tuple[int, WatchLive]]) -> list[Alert]:
         stored = []

@@ -17,12 +17,21 @@ from services.deltamonitor.adapters.records import (
     alert_id_for,
     live_from_json,
     live_to_json,
+    position_from_json,
+    position_to_json,
     watch_spec_from_json,
     watch_spec_to_json,
 )
 from services.deltamonitor.domain.errors import DatabaseUnavailable, WatchLimitExceeded
-from services.deltamonitor.domain.model import Alert, AlertKind, AlertState, Severity, Watch, WatchLive
-from services.deltamonitor.ports import ACKNOWLEDGED_TOPIC, RAISED_TOPIC, AlertQuery, OutboxEntry, WatchCursor
+from services.deltamonitor.domain.model import Alert, AlertKind, AlertState, HeldPosition, Severity, Watch, WatchLive
+from services.deltamonitor.ports import (
+    ACKNOWLEDGED_TOPIC,
+    RAISED_TOPIC,
+    AlertQuery,
+    MarketInputs,
+    OutboxEntry,
+    WatchCursor,
+)
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
@@ -63,6 +72,14 @@ MIGRATIONS: tuple[str, ...] = (
         topic text NOT NULL,
         message_id text NOT NULL,
         alert_sequence bigint NOT NULL REFERENCES alerts (sequence)
+    );
+    """,
+    """
+    CREATE TABLE accounts (
+        account_number text PRIMARY KEY,
+        positions jsonb NOT NULL,
+        inputs jsonb NOT NULL,
+        update_time timestamptz NOT NULL DEFAULT now()
     );
     """,
 )
@@ -231,6 +248,26 @@ class PostgresStore:
             "UPDATE watches SET live = $2::jsonb, live_generation = $3 WHERE watch_id = $1",
             [(watch_id, _dumps(live_to_json(live)), generation) for watch_id, (generation, live) in states.items()],
         )
+
+    async def save_account(self, account_number: str, positions: Sequence[HeldPosition], inputs: MarketInputs) -> None:
+        await self._execute(
+            "INSERT INTO accounts (account_number, positions, inputs) VALUES ($1, $2::jsonb, $3::jsonb)"
+            " ON CONFLICT (account_number) DO UPDATE SET positions = EXCLUDED.positions, inputs = EXCLUDED.inputs,"
+            " update_time = now()",
+            account_number,
+            _dumps([position_to_json(p) for p in positions]),
+            _dumps({"betas": inputs.betas, "dividend_yields": inputs.dividend_yields, "rate": inputs.rate}),
+        )
+
+    async def load_accounts(self) -> dict[str, tuple[list[HeldPosition], MarketInputs]]:
+        out: dict[str, tuple[list[HeldPosition], MarketInputs]] = {}
+        for row in await self._fetch("SELECT account_number, positions, inputs FROM accounts"):
+            inputs = json.loads(row["inputs"])
+            out[row["account_number"]] = (
+                [position_from_json(p) for p in json.loads(row["positions"])],
+                MarketInputs(inputs["betas"], inputs["dividend_yields"], inputs["rate"]),
+            )
+        return out
 
     # ------------------------------------------------------------------------------------------- alerts
 

@@ -16,6 +16,7 @@ from services.deltamonitor.domain.model import (
     BreachDirection,
     DeltaBreach,
     ExposureGreeks,
+    HeldPosition,
     Metric,
     PositionTarget,
     Severity,
@@ -29,6 +30,8 @@ from services.deltamonitor.domain.model import (
 )
 
 __all__ = [
+    "position_from_json",
+    "position_to_json",
     "alert_detail_from_json",
     "alert_detail_to_json",
     "alert_id_for",
@@ -142,6 +145,40 @@ def watch_spec_from_json(
         create_time=create_time,
         update_time=update_time,
         generation=spec["generation"],
+    )
+
+
+def position_to_json(p: HeldPosition) -> dict[str, Any]:
+    """A held position as JSON."""
+    return {
+        "account_number": p.account_number,
+        "symbol": p.symbol,
+        "underlying_symbol": p.underlying_symbol,
+        "quantity": p.quantity,
+        "multiplier": p.multiplier,
+        "is_option": p.is_option,
+        "is_call": p.is_call,
+        "strike": _float(p.strike),
+        "expiration_time": _time(p.expiration_time),
+        "american": p.american,
+        "streamer_symbol": p.streamer_symbol,
+    }
+
+
+def position_from_json(d: dict[str, Any]) -> HeldPosition:
+    """Inverse of ``position_to_json``."""
+    return HeldPosition(
+        account_number=d["account_number"],
+        symbol=d["symbol"],
+        underlying_symbol=d["underlying_symbol"],
+        quantity=d["quantity"],
+        multiplier=d["multiplier"],
+        is_option=d["is_option"],
+        is_call=d["is_call"],
+        strike=_unfloat(d["strike"]),
+        expiration_time=_parse_time(d["expiration_time"]),
+        american=d["american"],
+        streamer_symbol=d["streamer_symbol"],
     )
 
 

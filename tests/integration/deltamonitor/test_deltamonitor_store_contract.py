@@ -147,3 +147,17 @@ async def test_alerts_after_and_list_filters(store) -> None:  # type: ignore[no-
     await store.acknowledge("u1", mine[0].alert_id, NOW)
     open_only = await store.list_alerts("u1", AlertQuery(limit=10, state=AlertState.OPEN))
     assert mine[0].alert_id not in {a.alert_id for a in open_only}
+
+
+async def test_account_snapshots_round_trip(store) -> None:  # type: ignore[no-untyped-def]
+    from services.deltamonitor.domain.model import HeldPosition
+    from services.deltamonitor.ports import MarketInputs
+
+    positions = [
+        HeldPosition("5WW1", "SPY   300118C00480000", "SPY", -3.0, 100.0, True, False, 480.0, NOW, True, ".SPY300118P480"),
+        HeldPosition("5WW1", "SPY", "SPY", 250.0, 1.0),
+    ]
+    inputs = MarketInputs({"SPY": 1.0, "AAPL": 1.2}, {"SPY": 0.013}, 0.045)
+    await store.save_account("5WW1", positions, inputs)
+    await store.save_account("5WW1", positions, inputs)
+    assert await store.load_accounts() == {"5WW1": (positions, inputs)}

@@ -269,3 +269,17 @@ async def test_list_watches_pages(dm: DeltaMonitorRig) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await dm.stub.ListWatches(pb.ListWatchesRequest(page_token=first.next_page_token, account_number="X"), metadata=dm.auth(USER))
     assert decode_error(raised.value).reason == "PAGE_TOKEN_INVALID"
+
+
+async def test_a_restarted_monitor_watches_the_kept_positions(dm: DeltaMonitorRig) -> None:
+    from services.deltamonitor.app import Monitor
+
+    await _create(dm)
+    app = dm.assembly.app
+    restarted = Monitor(store=app.store, pricer=app.monitor._pricer, calendar=app.monitor._calendar, clock=app._clock,
+                        settings=app.settings, on_alerts=lambda alerts: None)
+    await restarted.load()
+    restarted.on_greeks(".SPY300118C480", 0.15, datetime.now(UTC))
+    await restarted.on_quote("SPY", 430.0, datetime.now(UTC))
+    alerts = await restarted.on_quote("SPY", 520.0, datetime.now(UTC))
+    assert len(alerts) == 1 and alerts[0].user_id == USER
