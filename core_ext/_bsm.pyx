@@ -92,6 +92,82 @@ cdef extern from * nogil:
         return p;
     }
 
+    /* Bjerksund-Stensland's bivariate normals, batched: the 20 M(a, b; +/-rho) of one 2002 price are taken
+       together so that their transcendentals (ln N of 80 arguments, the 400 quadrature exponentials, the
+       logs and the ratios of the derivatives) run through libmvec's vector functions instead of scalar libm.
+       Every select is a two-way ternary so gcc if-converts and vectorizes the lane loops. */
+    #define TP_BVN_MAX 20
+    /* ln N(x) below -30, where N itself underflows: the asymptotic series (rare, scalar) */
+    static double tp_ln_ncdf_tail(double x) {
+        double w = 1.0 / (x * x);
+        return -0.5 * x * x - 0.91893853320467274178 - log(-x)
+            + log(1.0 - w * (1.0 - 3.0 * w * (1.0 - 5.0 * w * (1.0 - 7.0 * w * (1.0 - 9.0 * w * (1.0 - 11.0 * w * (
+                1.0 - 13.0 * w)))))));
+    }
+    /* exp of an argument clamped to [-700, 700]: libmvec's vector exp leaves for a scalar slow path on every
+       lane that under- or overflows, and the values clamped here are negligible terms of a sum (or ratios of
+       a term that is dropped) */
+    static inline double tp_exp_clamped(double x) {
+        x = x > -700.0 ? x : -700.0;
+        x = x < 700.0 ? x : 700.0;
+        return exp(x);
+    }
+    /* For n <= TP_BVN_MAX pairs (a, b) with correlation +rho (neg[i] = 0) or -rho (neg[i] = 1): lm = ln M,
+       ra = M_a / M, rb = M_b / M, rab = M_ab / M. lm is -inf where M is below resolution. */
+    static void tp_ln_bvn_batch(int n, const double *__restrict__ a, const double *__restrict__ b,
+                                const double *__restrict__ neg, double rho, double rho_c,
+                                const double *__restrict__ lna, const double *__restrict__ sn0,
+                                const double *__restrict__ inv0, const double *__restrict__ sn1,
+                                const double *__restrict__ inv1, double *__restrict__ lm,
+                                double *__restrict__ ra, double *__restrict__ rb, double *__restrict__ rab) {
+        double x[4 * TP_BVN_MAX], l[4 * TP_BVN_MAX], m[TP_BVN_MAX], acc[TP_BVN_MAX];
+        for (int i = 0; i < n; i++) {
+            double r = neg[i] != 0.0 ? -rho : rho;
+            x[i] = a[i];
+            x[TP_BVN_MAX + i] = b[i];
+            x[2 * TP_BVN_MAX + i] = (b[i] - r * a[i]) / rho_c;
+            x[3 * TP_BVN_MAX + i] = (a[i] - r * b[i]) / rho_c;
+        }
+        for (int g = 0; g < 4; g++)
+            for (int i = 0; i < n; i++) {
+                /* clamped so that erfc never underflows into log(0), a slow path of libmvec's log */
+                double xc = x[g * TP_BVN_MAX + i];
+                xc = xc > -30.0 ? xc : -30.0;
+                l[g * TP_BVN_MAX + i] = log(0.5 * erfc(-xc * 0.70710678118654752440));
+            }
+        for (int g = 0; g < 4; g++)
+            for (int i = 0; i < n; i++)
+                if (!(x[g * TP_BVN_MAX + i] > -30.0)) l[g * TP_BVN_MAX + i] = tp_ln_ncdf_tail(x[g * TP_BVN_MAX + i]);
+        for (int i = 0; i < n; i++) {
+            const double *sn = neg[i] != 0.0 ? sn1 : sn0, *inv = neg[i] != 0.0 ? inv1 : inv0;
+            double ab = a[i] * b[i], hs = 0.5 * (a[i] * a[i] + b[i] * b[i]);
+            double e[20], mx = l[i] + l[TP_BVN_MAX + i], s = 0.0;
+            for (int j = 0; j < 20; j++) {
+                e[j] = lna[j] + (sn[j] * ab - hs) * inv[j];
+                mx = e[j] > mx ? e[j] : mx;
+            }
+            for (int j = 0; j < 20; j++) s += tp_exp_clamped(e[j] - mx);
+            m[i] = mx;
+            acc[i] = s;
+        }
+        for (int i = 0; i < n; i++) {
+            /* clamping is exact here: below -700, t is nil beside acc >= 1 (the largest node term is 1) */
+            double t = tp_exp_clamped(l[i] + l[TP_BVN_MAX + i] - m[i]);
+            double s = neg[i] != 0.0 ? t - acc[i] : t + acc[i];
+            /* the negative-correlation correction can cancel N(a) N(b) below resolution: M is negligible */
+            lm[i] = s > 0.0 ? m[i] + log(s) : -INFINITY;
+        }
+        for (int i = 0; i < n; i++) {
+            double lpa = -0.5 * a[i] * a[i] - 0.91893853320467274178;
+            double lpb = -0.5 * b[i] * b[i] - 0.91893853320467274178;
+            double ua = x[2 * TP_BVN_MAX + i];
+            double lpua = -0.5 * ua * ua - 0.91893853320467274178;
+            ra[i] = tp_exp_clamped(lpa + l[2 * TP_BVN_MAX + i] - lm[i]);
+            rb[i] = tp_exp_clamped(lpb + l[3 * TP_BVN_MAX + i] - lm[i]);
+            rab[i] = tp_exp_clamped(lpa + lpua - lm[i]) / rho_c;
+        }
+    }
+
     /* Implied volatility, European: the per-block lane state and the set-up pass. The set-up is written in C
        because gcc only vectorizes it when every select is a plain two-way ternary; Cython's if/else output
        for the same code gets threaded into many-way merges that defeat if-conversion. */
@@ -235,6 +311,10 @@ cdef extern from * nogil:
         double hi[TP_IV_BLOCK]
         double active[TP_IV_BLOCK]
         double iters[TP_IV_BLOCK]
+    enum: TP_BVN_MAX
+    void tp_ln_bvn_batch(int n, const double* a, const double* b, const double* neg, double rho, double rho_c,
+                         const double* lna, const double* sn0, const double* inv0, const double* sn1,
+                         const double* inv1, double* lm, double* ra, double* rb, double* rab)
     void tp_iv_prepare(Py_ssize_t m, const uint8_t* ic, const double* P, const double* S, const double* K,
                        const double* T, const double* r, const double* q, IVLanes* L, int8_t* status)
 
@@ -769,62 +849,6 @@ cdef inline J jlnncdf(J a) noexcept nogil:
     return japply(a, f0, mills, -mills * (a.v + mills))
 
 
-cdef double _ln_bvn(double a, double b, int k) noexcept nogil:
-    # ln P(X <= a, Y <= b) for correlation +BS_RHO (k = 0) or -BS_RHO (k = 1): Genz's (2004) Gauss-Legendre
-    # form of Drezner-Wesolowsky (0.75 <= |rho| < 0.925), summed in logs so that far-tail values keep their
-    # relative accuracy (Bjerksund-Stensland multiplies them by huge powers when vol is small).
-    cdef double ab = a * b
-    cdef double hs = 0.5 * (a * a + b * b)
-    cdef double e[20]
-    cdef double e0 = _ln_ncdf(a) + _ln_ncdf(b)
-    cdef double m = e0
-    cdef double acc
-    cdef int j
-    for j in range(20):
-        e[j] = BVN_LNA[j] + (BVN_SN[k][j] * ab - hs) * BVN_INV[k][j]
-        m = e[j] if e[j] > m else m
-    acc = 0.0
-    for j in range(20):
-        acc += exp(e[j] - m)
-    if k == 0:
-        acc = exp(e0 - m) + acc
-    else:
-        acc = exp(e0 - m) - acc
-        if not (acc > 0.0):
-            # The negative-correlation correction cancels N(a) N(b) below resolution: M is negligible.
-            return -INFINITY
-    return m + log(acc)
-
-
-cdef inline J jlnbvn(J a, J b, int k) noexcept nogil:
-    # ln M(a, b; rho) as a jet. The partial derivatives of M are taken relative to M, in logs:
-    # M_a = n(a) N((b - rho a)/s), M_ab = n(a) n((b - rho a)/s)/s, M_aa = -a M_a - rho M_ab (s = sqrt(1 - rho^2)).
-    cdef double rho = BS_RHO if k == 0 else -BS_RHO
-    cdef double lm = _ln_bvn(a.v, b.v, k)
-    cdef J c
-    if lm == -INFINITY:
-        # M is below resolution: the term vanishes, and so do its derivatives.
-        c = jc(-INFINITY)
-        return c
-    cdef double ua = (b.v - rho * a.v) / BS_RHO_C
-    cdef double ub = (a.v - rho * b.v) / BS_RHO_C
-    cdef double ra = exp(_ln_npdf(a.v) + _ln_ncdf(ua) - lm)
-    cdef double rb = exp(_ln_npdf(b.v) + _ln_ncdf(ub) - lm)
-    cdef double rab = exp(_ln_npdf(a.v) + _ln_npdf(ua) - lm) / BS_RHO_C
-    cdef double haa = -a.v * ra - rho * rab - ra * ra
-    cdef double hbb = -b.v * rb - rho * rab - rb * rb
-    cdef double hab = rab - ra * rb
-    c.v = lm
-    c.s = ra * a.s + rb * b.s
-    c.o = ra * a.o + rb * b.o
-    c.t = ra * a.t + rb * b.t
-    c.r = ra * a.r + rb * b.r
-    c.ss = ra * a.ss + rb * b.ss + haa * a.s * a.s + 2.0 * hab * a.s * b.s + hbb * b.s * b.s
-    c.so = ra * a.so + rb * b.so + haa * a.s * a.o + hab * (a.s * b.o + a.o * b.s) + hbb * b.s * b.o
-    c.st = ra * a.st + rb * b.st + haa * a.s * a.t + hab * (a.s * b.t + a.t * b.s) + hbb * b.s * b.t
-    return c
-
-
 cdef struct BSParams:
     J b
     J r
@@ -848,9 +872,31 @@ cdef J _bs_phi(J lead, J t, J gam, J ls_h, J ls_i, BSParams* p) noexcept nogil:
                 jexp(jadd(jsub(base, jmul(kappa, ls_i)), jlnncdf(d_reflected))))
 
 
-cdef J _bs_psi(J lead, J t2, J gam, J ls_h, J li1_h, J li2_h, J t1, J ls_i1, J ls_i2, J li2_i1,
-               BSParams* p) noexcept nogil:
-    # coefficient * psi(S, T, gamma, H, I2, I1, t1), logs of ratios as in _bs_phi.
+cdef inline J _jlnbvn_from(J a, J b, double rho, double lm, double ra, double rb, double rab) noexcept nogil:
+    # ln M(a, b; rho) as a jet from its value and the ratios M_a/M, M_b/M, M_ab/M (tp_ln_bvn_batch):
+    # M_aa = -a M_a - rho M_ab (and likewise for b), so the second derivatives of ln M follow.
+    cdef J c
+    if lm == -INFINITY:
+        # M is below resolution: the term vanishes, and so do its derivatives.
+        return jc(-INFINITY)
+    cdef double haa = -a.v * ra - rho * rab - ra * ra
+    cdef double hbb = -b.v * rb - rho * rab - rb * rb
+    cdef double hab = rab - ra * rb
+    c.v = lm
+    c.s = ra * a.s + rb * b.s
+    c.o = ra * a.o + rb * b.o
+    c.t = ra * a.t + rb * b.t
+    c.r = ra * a.r + rb * b.r
+    c.ss = ra * a.ss + rb * b.ss + haa * a.s * a.s + 2.0 * hab * a.s * b.s + hbb * b.s * b.s
+    c.so = ra * a.so + rb * b.so + haa * a.s * a.o + hab * (a.s * b.o + a.o * b.s) + hbb * b.s * b.o
+    c.st = ra * a.st + rb * b.st + haa * a.s * a.t + hab * (a.s * b.t + a.t * b.s) + hbb * b.s * b.t
+    return c
+
+
+cdef void _bs_psi_args(J t2, J gam, J ls_h, J li1_h, J li2_h, J t1, J ls_i1, J ls_i2, J li2_i1, BSParams* p,
+                       J* e, J* f) noexcept nogil:
+    # The four bivariate-normal arguments of psi(S, T, gamma, H, I2, I1, t1), passed negated: M(-e, -f);
+    # the first two pairs have correlation +rho, the last two -rho.
     cdef J st1 = jmul(p.v, jsqrt(t1))
     cdef J st2 = jmul(p.v, jsqrt(t2))
     cdef J mu = jadd(p.b, jmul(jaddc(gam, -0.5), p.v2))
@@ -858,23 +904,33 @@ cdef J _bs_psi(J lead, J t2, J gam, J ls_h, J li1_h, J li2_h, J t1, J ls_i1, J l
     cdef J mt2 = jmul(mu, t2)
     cdef J li2_s = jscale(ls_i2, -1.0)
     cdef J li1_s = jscale(ls_i1, -1.0)
-    # Arguments of M are passed negated: M(-e, -f).
-    cdef J e1 = jdiv(jadd(ls_i1, mt1), jscale(st1, -1.0))
-    cdef J e2 = jdiv(jadd(jadd(li2_s, li2_i1), mt1), jscale(st1, -1.0))
-    cdef J e3 = jdiv(jsub(ls_i1, mt1), jscale(st1, -1.0))
-    cdef J e4 = jdiv(jsub(jadd(li2_s, li2_i1), mt1), jscale(st1, -1.0))
-    cdef J f1 = jdiv(jadd(ls_h, mt2), jscale(st2, -1.0))
-    cdef J f2 = jdiv(jadd(jadd(li2_s, li2_h), mt2), jscale(st2, -1.0))
-    cdef J f3 = jdiv(jadd(jadd(li1_s, li1_h), mt2), jscale(st2, -1.0))
-    cdef J f4 = jdiv(jadd(jsub(ls_h, jscale(li2_i1, 2.0)), mt2), jscale(st2, -1.0))
+    e[0] = jdiv(jadd(ls_i1, mt1), jscale(st1, -1.0))
+    e[1] = jdiv(jadd(jadd(li2_s, li2_i1), mt1), jscale(st1, -1.0))
+    e[2] = jdiv(jsub(ls_i1, mt1), jscale(st1, -1.0))
+    e[3] = jdiv(jsub(jadd(li2_s, li2_i1), mt1), jscale(st1, -1.0))
+    f[0] = jdiv(jadd(ls_h, mt2), jscale(st2, -1.0))
+    f[1] = jdiv(jadd(jadd(li2_s, li2_h), mt2), jscale(st2, -1.0))
+    f[2] = jdiv(jadd(jadd(li1_s, li1_h), mt2), jscale(st2, -1.0))
+    f[3] = jdiv(jadd(jsub(ls_h, jscale(li2_i1, 2.0)), mt2), jscale(st2, -1.0))
+
+
+cdef J _bs_psi(J lead, J t2, J gam, J ls_i1, J ls_i2, J li2_i1, J* lnm, BSParams* p) noexcept nogil:
+    # coefficient * psi(S, T, gamma, H, I2, I1, t1) from the logs of its four bivariate normals (lnm, in the
+    # order of _bs_psi_args); lead = ln(coefficient * S^gamma), logs of ratios as in _bs_phi.
+    cdef J li2_s = jscale(ls_i2, -1.0)
+    cdef J li1_s = jscale(ls_i1, -1.0)
     cdef J lam = jadd(jsub(jmul(gam, p.b), p.r), jscale(jmul(jmul(gam, jaddc(gam, -1.0)), p.v2), 0.5))
     cdef J kappa = jaddc(jadd(jdiv(jscale(p.b, 2.0), p.v2), jscale(gam, 2.0)), -1.0)
     cdef J base = jadd(lead, jmul(lam, t2))
-    cdef J acc = jexp(jadd(base, jlnbvn(e1, f1, 0)))
-    acc = jsub(acc, jexp(jadd(jadd(base, jmul(kappa, li2_s)), jlnbvn(e2, f2, 0))))
-    acc = jsub(acc, jexp(jadd(jadd(base, jmul(kappa, li1_s)), jlnbvn(e3, f3, 1))))
-    acc = jadd(acc, jexp(jadd(jsub(base, jmul(kappa, li2_i1)), jlnbvn(e4, f4, 1))))
+    cdef J acc = jexp(jadd(base, lnm[0]))
+    acc = jsub(acc, jexp(jadd(jadd(base, jmul(kappa, li2_s)), lnm[1])))
+    acc = jsub(acc, jexp(jadd(jadd(base, jmul(kappa, li1_s)), lnm[2])))
+    acc = jadd(acc, jexp(jadd(jsub(base, jmul(kappa, li2_i1)), lnm[3])))
     return acc
+
+
+cdef enum:
+    PSI_TERMS = 5    # psi terms in the 2002 price, four bivariate normals each
 
 
 cdef J _bs2002_call(J S, J X, J T, J r, J b, J v) noexcept nogil:
@@ -925,11 +981,36 @@ cdef J _bs2002_call(J S, J X, J T, J r, J b, J v) noexcept nogil:
     price = jsub(price, _bs_phi(ln_x, t1, zero, ls_i2, ls_i2, &p))
     price = jadd(price, _bs_phi(ln_x, t1, zero, ls_i1, ls_i2, &p))
     price = jadd(price, jscale(_bs_phi(la1, t1, beta, ls_i1, ls_i2, &p), sg1))
-    price = jsub(price, jscale(_bs_psi(la1, T, beta, ls_i1, zero, li2_i1, t1, ls_i1, ls_i2, li2_i1, &p), sg1))
-    price = jadd(price, _bs_psi(ln_s, T, one, ls_i1, zero, li2_i1, t1, ls_i1, ls_i2, li2_i1, &p))
-    price = jsub(price, _bs_psi(ln_s, T, one, ls_x, li1_x, li2_x, t1, ls_i1, ls_i2, li2_i1, &p))
-    price = jsub(price, _bs_psi(ln_x, T, zero, ls_i1, zero, li2_i1, t1, ls_i1, ls_i2, li2_i1, &p))
-    price = jadd(price, _bs_psi(ln_x, T, zero, ls_x, li1_x, li2_x, t1, ls_i1, ls_i2, li2_i1, &p))
+    # The five psi terms' 20 bivariate normals are evaluated in one batch (vectorized transcendentals).
+    cdef J e[PSI_TERMS * 4]
+    cdef J f[PSI_TERMS * 4]
+    cdef J lnm[PSI_TERMS * 4]
+    cdef double ea[PSI_TERMS * 4]
+    cdef double fa[PSI_TERMS * 4]
+    cdef double neg[PSI_TERMS * 4]
+    cdef double lm[PSI_TERMS * 4]
+    cdef double ra[PSI_TERMS * 4]
+    cdef double rb[PSI_TERMS * 4]
+    cdef double rab[PSI_TERMS * 4]
+    cdef int i
+    _bs_psi_args(T, beta, ls_i1, zero, li2_i1, t1, ls_i1, ls_i2, li2_i1, &p, &e[0], &f[0])
+    _bs_psi_args(T, one, ls_i1, zero, li2_i1, t1, ls_i1, ls_i2, li2_i1, &p, &e[4], &f[4])
+    _bs_psi_args(T, one, ls_x, li1_x, li2_x, t1, ls_i1, ls_i2, li2_i1, &p, &e[8], &f[8])
+    _bs_psi_args(T, zero, ls_i1, zero, li2_i1, t1, ls_i1, ls_i2, li2_i1, &p, &e[12], &f[12])
+    _bs_psi_args(T, zero, ls_x, li1_x, li2_x, t1, ls_i1, ls_i2, li2_i1, &p, &e[16], &f[16])
+    for i in range(PSI_TERMS * 4):
+        ea[i] = e[i].v
+        fa[i] = f[i].v
+        neg[i] = 1.0 if (i & 3) >= 2 else 0.0
+    tp_ln_bvn_batch(PSI_TERMS * 4, ea, fa, neg, BS_RHO, BS_RHO_C, BVN_LNA, BVN_SN[0], BVN_INV[0], BVN_SN[1],
+                    BVN_INV[1], lm, ra, rb, rab)
+    for i in range(PSI_TERMS * 4):
+        lnm[i] = _jlnbvn_from(e[i], f[i], -BS_RHO if neg[i] != 0.0 else BS_RHO, lm[i], ra[i], rb[i], rab[i])
+    price = jsub(price, jscale(_bs_psi(la1, T, beta, ls_i1, ls_i2, li2_i1, &lnm[0], &p), sg1))
+    price = jadd(price, _bs_psi(ln_s, T, one, ls_i1, ls_i2, li2_i1, &lnm[4], &p))
+    price = jsub(price, _bs_psi(ln_s, T, one, ls_i1, ls_i2, li2_i1, &lnm[8], &p))
+    price = jsub(price, _bs_psi(ln_x, T, zero, ls_i1, ls_i2, li2_i1, &lnm[12], &p))
+    price = jadd(price, _bs_psi(ln_x, T, zero, ls_i1, ls_i2, li2_i1, &lnm[16], &p))
     return price
 
 
