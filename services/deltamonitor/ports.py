@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from services.deltamonitor.domain.model import Alert, AlertState, HeldPosition, Watch, WatchLive
 from services.deltamonitor.domain.pricing import GreeksArrays, Pricer
+from services.platform.identity import Authenticator, Caller
 
 __all__ = [
     "ACKNOWLEDGED_TOPIC",
@@ -31,31 +32,6 @@ __all__ = [
 # Bus topics of alert events: a new alert, and an alert the user acknowledged (stops escalation).
 RAISED_TOPIC = "deltamonitor.alert.raised"
 ACKNOWLEDGED_TOPIC = "deltamonitor.alert.acknowledged"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """The verified caller of an RPC.
-
-    Attributes:
-        user_id: The access token's subject.
-        authorization: The ``authorization`` metadata value, forwarded to peers acting for the caller.
-    """
-
-    user_id: str
-    authorization: str = field(repr=False)
-
-
-class Authenticator(Protocol):
-    """Verifies access tokens (JWTs signed by the user service)."""
-
-    async def authenticate(self, authorization: str | None) -> Caller:
-        """Return the caller named by an ``authorization: Bearer <jwt>`` value.
-
-        Raises:
-            AuthenticationRequired: missing, malformed, expired or badly signed token.
-        """
-        ...
 
 
 class PositionSource(Protocol):

@@ -12,7 +12,7 @@ from tastyplat.deltamonitor.v1 import deltamonitor_service_pb2_grpc as pb_grpc
 
 from services.deltamonitor.adapters.calendar import ExchangeCalendar
 from services.embedded.resources import EmbeddedResources
-from services.deltamonitor.adapters.identity import GrpcJwksSource, JwtAuthenticator
+from services.platform.identity import GrpcJwksSource, JwtAuthenticator
 from services.deltamonitor.adapters.peers import GrpcBrokerClient
 from services.deltamonitor.adapters.postgres_store import PostgresStore
 from services.deltamonitor.adapters.pricing import make_pricer

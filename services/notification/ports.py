@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -16,6 +16,7 @@ from services.notification.domain.model import (
     DeliveryStatus,
     Preferences,
 )
+from services.platform.identity import Authenticator, Caller
 
 __all__ = [
     "ALERT_PATTERNS",
@@ -40,22 +41,6 @@ ALERT_PATTERNS = ("deltamonitor.alert.raised", "deltamonitor.alert.acknowledged"
 USER_QUEUE = "notification.user-events"
 USER_PATTERNS = ("user.code.requested", "user.deleted")
 DEAD_LETTER_TOPIC = "notification.delivery.failed"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """The verified caller of an RPC (``authorization`` is forwarded to the user service)."""
-
-    user_id: str
-    authorization: str = field(repr=False)
-
-
-class Authenticator(Protocol):
-    """Verifies access tokens (JWTs signed by the user service)."""
-
-    async def authenticate(self, authorization: str | None) -> Caller:
-        """Return the caller; raise ``AuthenticationRequired`` for a missing or bad token."""
-        ...
 
 
 class ContactDirectory(Protocol):

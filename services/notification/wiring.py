@@ -15,7 +15,7 @@ from tastyplat.notification.v1 import notification_service_pb2_grpc as pb_grpc
 from services.embedded.resources import EmbeddedResources
 from services.notification.adapters.dead_letters import BusDeadLetters
 from services.notification.adapters.directory import GrpcUserDirectory
-from services.notification.adapters.identity import GrpcJwksSource, JwtAuthenticator
+from services.platform.identity import GrpcJwksSource, JwtAuthenticator
 from services.notification.adapters.postgres_store import PostgresStore
 from services.notification.adapters.providers import FcmPushProvider, SmtpEmailProvider, StreamProvider, TwilioSmsProvider
 from services.notification.api.convert import decode_alert_event

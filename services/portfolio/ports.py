@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Protocol
 
 from services.portfolio.domain.model import HeldPosition, Transaction
 from services.portfolio.domain.risk import Breach, RiskLimits, Severity
+from services.platform.identity import Authenticator, Caller
 
 __all__ = [
     "ALERT_TOPIC",
@@ -28,29 +29,6 @@ __all__ = [
 # Risk breaches travel the delta monitor's alert path: the same topic and the same Alert payload, which the
 # notification service consumes.
 ALERT_TOPIC = "deltamonitor.alert.raised"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """The verified caller of an RPC.
-
-    Attributes:
-        user_id: The access token's subject.
-        authorization: The ``authorization`` metadata value, forwarded to peers acting for the caller.
-        expires_at: When the access token expires (the risk monitor stops using it then).
-    """
-
-    user_id: str
-    authorization: str = field(repr=False)
-    expires_at: datetime | None = None
-
-
-class Authenticator(Protocol):
-    """Verifies access tokens (JWTs signed by the user service)."""
-
-    async def authenticate(self, authorization: str | None) -> Caller:
-        """Return the caller; raise ``AuthenticationRequired`` for a missing or bad token."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

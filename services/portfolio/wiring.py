@@ -15,7 +15,7 @@ from services.platform.clock import Clock
 from services.platform.peers import create_channel
 from services.platform.server import ServiceRegistration
 from services.platform.settings import Secret
-from services.portfolio.adapters.identity import GrpcJwksSource, JwtAuthenticator
+from services.platform.identity import GrpcJwksSource, JwtAuthenticator
 from services.portfolio.adapters.peers import GrpcBroker, GrpcMarketData
 from services.portfolio.adapters.postgres_store import PostgresStore
 from services.portfolio.api.convert import encode_alert

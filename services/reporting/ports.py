@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Protocol
 
@@ -19,25 +19,9 @@ from services.reporting.domain.model import (
     TransactionRow,
 )
 from services.reporting.domain.tables import Table
+from services.platform.identity import Authenticator, Caller
 
 __all__ = ["AlertsPort", "Authenticator", "BrokerPort", "Caller", "PortfolioPort", "ReportArchive", "ReportFile", "ReportWriter"]
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """The verified caller of an RPC (``authorization`` is forwarded to the peers)."""
-
-    user_id: str
-    authorization: str = field(repr=False)
-    expires_at: datetime | None = None
-
-
-class Authenticator(Protocol):
-    """Verifies access tokens (JWTs signed by the user service)."""
-
-    async def authenticate(self, authorization: str | None) -> Caller:
-        """Return the caller; raise ``AuthenticationRequired`` for a missing or bad token."""
-        ...
 
 
 class PortfolioPort(Protocol):

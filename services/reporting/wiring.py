@@ -15,7 +15,7 @@ from services.platform.clock import Clock
 from services.platform.peers import create_channel
 from services.platform.server import ServiceRegistration
 from services.reporting.adapters.archive import FileArchive
-from services.reporting.adapters.identity import GrpcJwksSource, JwtAuthenticator
+from services.platform.identity import GrpcJwksSource, JwtAuthenticator
 from services.reporting.adapters.peers import GrpcBroker, GrpcDeltaMonitor, GrpcPortfolio
 from services.reporting.adapters.writers import TableWriter
 from services.reporting.api.convert import encode_metadata

@@ -24,8 +24,8 @@ from tastyplat.notification.v1 import notification_service_pb2_grpc as nt_grpc
 from tastyplat.type.v1 import channel_pb2
 
 from services.deltamonitor.adapters.calendar import ExchangeCalendar
-from services.deltamonitor.adapters.identity import JwtAuthenticator as DmAuth
-from services.deltamonitor.adapters.identity import StaticKeySource as DmKeys
+from services.platform.identity import JwtAuthenticator as DmAuth
+from services.platform.identity import StaticKeySource as DmKeys
 from services.deltamonitor.adapters.peers import InMemoryBroker
 from services.deltamonitor.adapters.postgres_store import PostgresStore as DmStore
 from services.deltamonitor.adapters.pricing import CoreExtPricer
@@ -38,8 +38,8 @@ from services.marketdata.ports import FeedStatus
 from services.marketdata.wiring import build as build_marketdata
 from services.marketdata.wiring import registration as marketdata_registration
 from services.notification.adapters.directory import InMemoryDirectory
-from services.notification.adapters.identity import JwtAuthenticator as NtAuth
-from services.notification.adapters.identity import StaticKeySource as NtKeys
+from services.platform.identity import JwtAuthenticator as NtAuth
+from services.platform.identity import StaticKeySource as NtKeys
 from services.notification.adapters.postgres_store import PostgresStore as NtStore
 from services.notification.adapters.providers import StreamProvider
 from services.notification.domain.model import ChannelKind, Preferences, Severity

@@ -10,7 +10,7 @@ import pytest
 from tastyplat.notification.v1 import notification_service_pb2_grpc as pb_grpc
 
 from services.notification.adapters.directory import InMemoryDirectory
-from services.notification.adapters.identity import JwtAuthenticator, StaticKeySource
+from services.platform.identity import JwtAuthenticator, StaticKeySource
 from services.notification.adapters.memory_store import InMemoryStore
 from services.notification.adapters.providers import StreamProvider
 from services.notification.domain.model import ChannelKind

@@ -14,7 +14,7 @@ from tastyplat.portfolio.v1 import portfolio_service_pb2_grpc as pb_grpc
 from services.platform.bus import InProcessBus
 from services.platform.clock import FakeClock
 from services.platform.testing import client_channel, running_server
-from services.portfolio.adapters.identity import JwtAuthenticator, StaticKeySource
+from services.platform.identity import JwtAuthenticator, StaticKeySource
 from services.portfolio.adapters.memory_peers import MemoryBroker, MemoryMarketData
 from services.portfolio.adapters.memory_store import MemoryStore
 from services.portfolio.app import AppSettings

@@ -13,7 +13,7 @@ from tastyplat.reporting.v1 import reporting_service_pb2_grpc as pb_grpc
 from services.platform.clock import SystemClock
 from services.platform.testing import client_channel, running_server
 from services.reporting.adapters.archive import FileArchive
-from services.reporting.adapters.identity import JwtAuthenticator, StaticKeySource
+from services.platform.identity import JwtAuthenticator, StaticKeySource
 from services.reporting.adapters.memory_peers import MemorySources
 from services.reporting.app import ReportingSettings
 from services.reporting.wiring import Assembly, assemble

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from services.deltamonitor.adapters.calendar import ExchangeCalendar
-from services.deltamonitor.adapters.identity import JwtAuthenticator, StaticKeySource
+from services.platform.identity import AuthenticationRequired, JwtAuthenticator, StaticKeySource
 from services.deltamonitor.adapters.pricing import NumpyBlackScholesPricer
 from services.deltamonitor.adapters.ticks import parse_tick, parse_ticks
-from services.deltamonitor.domain.errors import AuthenticationRequired, BandInvalid, FieldInvalid, FieldRequired, UpdateMaskInvalid
+from services.deltamonitor.domain.errors import BandInvalid, FieldInvalid, FieldRequired, UpdateMaskInvalid
 from services.deltamonitor.domain.model import AccountTarget, Metric, UnderlyingTarget
 from services.deltamonitor.domain.validation import AdaptiveBandDraft, WatchDraft, apply_update, new_watch
 from services.platform.clock import FakeClock

@@ -1,4 +1,9 @@
-"""Access-token verification: JWTs signed by the user service, checked against its published JWKS."""
+"""Access-token verification shared by every service: JWTs signed by the user service, checked against its JWKS.
+
+Each service verifies the bearer token of every call itself (the gateway checks it too, and forwards it), so
+a caller that reaches a service without the gateway is held to the same rule, and no service ever trusts an
+identity header.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,67 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import jwt
 
-from services.deltamonitor.domain.errors import AuthenticationRequired
-from services.deltamonitor.ports import Caller
 from services.platform.clock import Clock
+from services.platform.errors import Unauthenticated
 
-__all__ = ["GrpcJwksSource", "JwtAuthenticator", "KeySource", "StaticKeySource"]
+__all__ = [
+    "AuthenticationRequired",
+    "Authenticator",
+    "Caller",
+    "GrpcJwksSource",
+    "JwtAuthenticator",
+    "KeySource",
+    "StaticKeySource",
+]
 
-log = logging.getLogger("tastyplat.deltamonitor.identity")
+log = logging.getLogger("tastyplat.identity")
 
 ACCESS_TOKEN_TYPE = "at+jwt"
 _ALGORITHMS = {"EdDSA", "ES256"}
 _MAX_TOKEN = 8192
+
+
+class AuthenticationRequired(Unauthenticated):
+    """The call carries no valid access token (UNAUTHENTICATED)."""
+
+    reason = "AUTHENTICATION_REQUIRED"
+
+    def __init__(self, message: str = "an access token is required: 'authorization: Bearer <token>'") -> None:
+        """Create the error with a message for the client (never the token itself)."""
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The verified identity of a call.
+
+    Attributes:
+        user_id: The access token's subject.
+        authorization: The ``authorization`` metadata value, forwarded to peers acting for the caller.
+        expires_at: When the access token expires.
+    """
+
+    user_id: str
+    authorization: str = field(repr=False)
+    expires_at: datetime | None = None
+
+
+class Authenticator(Protocol):
+    """Turns an ``authorization`` metadata value into a verified caller."""
+
+    async def authenticate(self, authorization: str | None) -> Caller:
+        """Verify it.
+
+        Raises:
+            AuthenticationRequired: it is missing or not a valid access token.
+        """
+        ...
 
 
 class KeySource(Protocol):
@@ -157,7 +207,11 @@ class JwtAuthenticator:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or len(subject) > 128:
             raise AuthenticationRequired("the access token names no user")
-        return Caller(user_id=subject, authorization=authorization.strip())
+        return Caller(
+            user_id=subject,
+            authorization=authorization.strip(),
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+        )
 
 
 def _short(error: Exception) -> str:
