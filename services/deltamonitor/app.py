@@ -14,7 +14,6 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.deltamonitor.domain import paging
 from services.deltamonitor.domain.book import Book, BookSettings, LiveState
 from services.deltamonitor.domain.errors import (
     AlertNotFound,
@@ -49,6 +48,7 @@ from services.deltamonitor.ports import (
 )
 from services.platform.bus import BusError, MessageBus
 from services.platform.clock import Clock
+from services.platform import paging
 
 __all__ = ["AlertHub", "AppSettings", "DeltaMonitorApp", "Heartbeat", "Monitor", "StreamEnd", "WatchView"]
 

@@ -42,7 +42,6 @@ from services.notification.domain.model import (
     normalize_email,
     normalize_phone,
 )
-from services.notification.domain import paging
 from services.notification.ports import (
     ALERT_PATTERNS,
     ALERT_QUEUE,
@@ -58,6 +57,7 @@ from services.notification.ports import (
 )
 from services.platform.bus import MessageBus
 from services.platform.clock import Clock
+from services.platform import paging
 
 __all__ = [
     "AlertConsumer",

@@ -22,6 +22,7 @@ from services.portfolio.adapters.records import (
 from services.portfolio.domain.errors import DatabaseUnavailable
 from services.portfolio.domain.risk import RiskLimits, Severity
 from services.portfolio.ports import RiskAlert, Snapshot
+from services.platform.postgres import open_migrated_pool
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
@@ -116,30 +117,14 @@ class PostgresStore:
         Raises:
             DatabaseUnavailable: PostgreSQL cannot be reached.
         """
-        schema = self._schema
-        try:
-            self._pool = await asyncpg.create_pool(
-                self._dsn,
-                min_size=self._min_size,
-                max_size=self._max_size,
-                # A startup parameter, not a SET: the pool's RESET ALL on release would undo a SET.
-                server_settings={"search_path": schema},
-            )
-        except (OSError, asyncpg.PostgresError) as error:
-            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {error}") from error
-        async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{schema}.migrations")
-            await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            await connection.execute(f"SET LOCAL search_path TO {schema}")
-            await connection.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            applied = {r["version"] for r in await connection.fetch("SELECT version FROM schema_migrations")}
-            for version, sql in enumerate(MIGRATIONS, start=1):
-                if version not in applied:
-                    await connection.execute(sql)
-                    await connection.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+        self._pool = await open_migrated_pool(
+            self._dsn,
+            self._schema,
+            MIGRATIONS,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            unavailable=DatabaseUnavailable,
+        )
 
     async def close(self) -> None:
         """Close the pool."""

@@ -1,4 +1,4 @@
-"""Page tokens: an opaque, URL-safe encoding of the cursor plus a fingerprint of the query it belongs to."""
+"""Page tokens for List RPCs: an opaque, URL-safe encoding of the cursor plus a fingerprint of its query."""
 
 from __future__ import annotations
 
@@ -9,19 +9,45 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from services.deltamonitor.domain.errors import FieldInvalid, PageTokenInvalid
+from services.platform.errors import FieldViolation, InvalidArgument
 
-__all__ = ["decode_token", "encode_token", "page_size"]
+__all__ = ["PageSizeInvalid", "PageTokenInvalid", "decode_token", "encode_token", "page_size"]
+
+
+class PageSizeInvalid(InvalidArgument):
+    """``page_size`` is negative."""
+
+    reason = "FIELD_INVALID"
+
+    def __init__(self) -> None:
+        """Name the field in a BadRequest violation."""
+        super().__init__(
+            "page_size: must not be negative",
+            field_violations=[FieldViolation("page_size", "must not be negative", self.reason)],
+        )
+
+
+class PageTokenInvalid(InvalidArgument):
+    """A page token is malformed or was issued for other filters."""
+
+    reason = "PAGE_TOKEN_INVALID"
+
+    def __init__(self) -> None:
+        """Name the field in a BadRequest violation."""
+        super().__init__(
+            "page_token: was not issued for this query",
+            field_violations=[FieldViolation("page_token", "was not issued for this query", self.reason)],
+        )
 
 
 def page_size(requested: int, *, default: int, maximum: int) -> int:
     """The page size a request asks for: 0 means ``default``; larger than ``maximum`` reads as ``maximum``.
 
     Raises:
-        FieldInvalid: ``requested`` is negative.
+        PageSizeInvalid: ``requested`` is negative.
     """
     if requested < 0:
-        raise FieldInvalid("page_size", "must not be negative")
+        raise PageSizeInvalid()
     return default if requested == 0 else min(requested, maximum)
 
 
@@ -43,7 +69,7 @@ def decode_token(token: str, query: Mapping[str, Any]) -> dict[str, Any]:
     Raises:
         PageTokenInvalid: the token is malformed or was issued for other filters.
     """
-    invalid = PageTokenInvalid("page_token", "was not issued for this query")
+    invalid = PageTokenInvalid()
     if len(token) > 2048:
         raise invalid
     try:
