@@ -112,6 +112,22 @@ cdef extern from * nogil:
         x = x < 700.0 ? x : 700.0;
         return exp(x);
     }
+    /* ln N(x) and the inverse Mills ratio n(x)/N(x) for n <= TP_BVN_MAX lanes, vectorized */
+    static void tp_ln_ncdf_batch(int n, const double *__restrict__ x, double *__restrict__ f0,
+                                 double *__restrict__ mills) {
+        for (int i = 0; i < n; i++) {
+            double xc = x[i] > -30.0 ? x[i] : -30.0;
+            f0[i] = log(0.5 * erfc(-xc * 0.70710678118654752440));
+        }
+        for (int i = 0; i < n; i++)
+            if (!(x[i] > -30.0)) f0[i] = tp_ln_ncdf_tail(x[i]);
+        for (int i = 0; i < n; i++)
+            mills[i] = tp_exp_clamped(-0.5 * x[i] * x[i] - 0.91893853320467274178 - f0[i]);
+    }
+    /* exp of n lanes, vectorized (not clamped: these are the values of the 2002 price's terms) */
+    static void tp_exp_batch(int n, const double *__restrict__ x, double *__restrict__ out) {
+        for (int i = 0; i < n; i++) out[i] = exp(x[i]);
+    }
     /* For n <= TP_BVN_MAX pairs (a, b) with correlation +rho (neg[i] = 0) or -rho (neg[i] = 1): lm = ln M,
        ra = M_a / M, rb = M_b / M, rab = M_ab / M. lm is -inf where M is below resolution. */
     static void tp_ln_bvn_batch(int n, const double *__restrict__ a, const double *__restrict__ b,
@@ -312,6 +328,8 @@ cdef extern from * nogil:
         double active[TP_IV_BLOCK]
         double iters[TP_IV_BLOCK]
     enum: TP_BVN_MAX
+    void tp_ln_ncdf_batch(int n, const double* x, double* f0, double* mills)
+    void tp_exp_batch(int n, const double* x, double* out)
     void tp_ln_bvn_batch(int n, const double* a, const double* b, const double* neg, double rho, double rho_c,
                          const double* lna, const double* sn0, const double* inv0, const double* sn1,
                          const double* inv1, double* lm, double* ra, double* rb, double* rab)
@@ -859,17 +877,29 @@ cdef struct BSParams:
 # Every term of the 2002 formula is a (possibly huge) power times a (possibly tiny) probability; each is
 # evaluated as exp(ln power + ln probability), which stays finite where the factors over- or underflow.
 
-cdef J _bs_phi(J lead, J t, J gam, J ls_h, J ls_i, BSParams* p) noexcept nogil:
-    # coefficient * phi(S, t, gamma, H, I) with lead = ln(coefficient * S^gamma), ls_h = ln(S/H), ls_i = ln(S/I).
+cdef inline J _jexp_from(J a, double e) noexcept nogil:
+    # exp(a) as a jet, given e = exp(a.v) (from a batch); as jexp.
+    if e == 0.0:
+        return jc(0.0)
+    return japply(a, e, e, e)
+
+
+cdef inline J _jlnncdf_from(J a, double f0, double mills) noexcept nogil:
+    # ln N(a) as a jet, given f0 = ln N(a.v) and the inverse Mills ratio (from a batch); as jlnncdf.
+    return japply(a, f0, mills, -mills * (a.v + mills))
+
+
+cdef void _bs_phi_args(J lead, J t, J gam, J ls_h, J ls_i, BSParams* p, J* d, J* pre) noexcept nogil:
+    # coefficient * phi(S, t, gamma, H, I) = exp(pre[0] + ln N(d[0])) - exp(pre[1] + ln N(d[1])), with
+    # lead = ln(coefficient * S^gamma), ls_h = ln(S/H), ls_i = ln(S/I).
     cdef J st = jmul(p.v, jsqrt(t))
     cdef J lam = jmul(jadd(jsub(jmul(gam, p.b), p.r), jscale(jmul(jmul(gam, jaddc(gam, -1.0)), p.v2), 0.5)), t)
     cdef J drift = jadd(p.b, jmul(jaddc(gam, -0.5), p.v2))
-    cdef J d = jscale(jdiv(jadd(ls_h, jmul(drift, t)), st), -1.0)
     cdef J kappa = jaddc(jadd(jdiv(jscale(p.b, 2.0), p.v2), jscale(gam, 2.0)), -1.0)
-    cdef J d_reflected = jadd(d, jdiv(jscale(ls_i, 2.0), st))
-    cdef J base = jadd(lead, lam)
-    return jsub(jexp(jadd(base, jlnncdf(d))),
-                jexp(jadd(jsub(base, jmul(kappa, ls_i)), jlnncdf(d_reflected))))
+    d[0] = jscale(jdiv(jadd(ls_h, jmul(drift, t)), st), -1.0)
+    d[1] = jadd(d[0], jdiv(jscale(ls_i, 2.0), st))
+    pre[0] = jadd(lead, lam)
+    pre[1] = jsub(pre[0], jmul(kappa, ls_i))
 
 
 cdef inline J _jlnbvn_from(J a, J b, double rho, double lm, double ra, double rb, double rab) noexcept nogil:
@@ -914,23 +944,32 @@ cdef void _bs_psi_args(J t2, J gam, J ls_h, J li1_h, J li2_h, J t1, J ls_i1, J l
     f[3] = jdiv(jadd(jsub(ls_h, jscale(li2_i1, 2.0)), mt2), jscale(st2, -1.0))
 
 
-cdef J _bs_psi(J lead, J t2, J gam, J ls_i1, J ls_i2, J li2_i1, J* lnm, BSParams* p) noexcept nogil:
-    # coefficient * psi(S, T, gamma, H, I2, I1, t1) from the logs of its four bivariate normals (lnm, in the
-    # order of _bs_psi_args); lead = ln(coefficient * S^gamma), logs of ratios as in _bs_phi.
+cdef void _bs_psi_exp_args(J lead, J t2, J gam, J ls_i1, J ls_i2, J li2_i1, J* lnm, BSParams* p,
+                           J* arg) noexcept nogil:
+    # coefficient * psi(S, T, gamma, H, I2, I1, t1) = e^arg[0] - e^arg[1] - e^arg[2] + e^arg[3], from the logs
+    # of its four bivariate normals (lnm, in the order of _bs_psi_args); lead = ln(coefficient * S^gamma).
     cdef J li2_s = jscale(ls_i2, -1.0)
     cdef J li1_s = jscale(ls_i1, -1.0)
     cdef J lam = jadd(jsub(jmul(gam, p.b), p.r), jscale(jmul(jmul(gam, jaddc(gam, -1.0)), p.v2), 0.5))
     cdef J kappa = jaddc(jadd(jdiv(jscale(p.b, 2.0), p.v2), jscale(gam, 2.0)), -1.0)
     cdef J base = jadd(lead, jmul(lam, t2))
-    cdef J acc = jexp(jadd(base, lnm[0]))
-    acc = jsub(acc, jexp(jadd(jadd(base, jmul(kappa, li2_s)), lnm[1])))
-    acc = jsub(acc, jexp(jadd(jadd(base, jmul(kappa, li1_s)), lnm[2])))
-    acc = jadd(acc, jexp(jadd(jsub(base, jmul(kappa, li2_i1)), lnm[3])))
-    return acc
+    arg[0] = jadd(base, lnm[0])
+    arg[1] = jadd(jadd(base, jmul(kappa, li2_s)), lnm[1])
+    arg[2] = jadd(jadd(base, jmul(kappa, li1_s)), lnm[2])
+    arg[3] = jadd(jsub(base, jmul(kappa, li2_i1)), lnm[3])
+
+
+cdef inline J _signed_sum4(J* a, double* e) noexcept nogil:
+    # e^a[0] - e^a[1] - e^a[2] + e^a[3] as a jet (a psi term), given the exponentials of the values.
+    cdef J acc = _jexp_from(a[0], e[0])
+    acc = jsub(acc, _jexp_from(a[1], e[1]))
+    acc = jsub(acc, _jexp_from(a[2], e[2]))
+    return jadd(acc, _jexp_from(a[3], e[3]))
 
 
 cdef enum:
     PSI_TERMS = 5    # psi terms in the 2002 price, four bivariate normals each
+    PHI_TERMS = 6    # phi terms, two normal probabilities each
 
 
 cdef J _bs2002_call(J S, J X, J T, J r, J b, J v) noexcept nogil:
@@ -974,14 +1013,27 @@ cdef J _bs2002_call(J S, J X, J T, J r, J b, J v) noexcept nogil:
     cdef double sg2 = 1.0 if i2.v >= X.v else -1.0
     cdef J la1 = jadd(jlogabs(jsub(i1, X)), jmul(beta, ls_i1))
     cdef J la2 = jadd(jlogabs(jsub(i2, X)), jmul(beta, ls_i2))
-    cdef J price = jscale(jexp(la2), sg2)
-    price = jsub(price, jscale(_bs_phi(la2, t1, beta, ls_i2, ls_i2, &p), sg2))
-    price = jadd(price, _bs_phi(ln_s, t1, one, ls_i2, ls_i2, &p))
-    price = jsub(price, _bs_phi(ln_s, t1, one, ls_i1, ls_i2, &p))
-    price = jsub(price, _bs_phi(ln_x, t1, zero, ls_i2, ls_i2, &p))
-    price = jadd(price, _bs_phi(ln_x, t1, zero, ls_i1, ls_i2, &p))
-    price = jadd(price, jscale(_bs_phi(la1, t1, beta, ls_i1, ls_i2, &p), sg1))
-    # The five psi terms' 20 bivariate normals are evaluated in one batch (vectorized transcendentals).
+    # Transcendentals run in batches (vectorized): the phi terms' 12 ln N, the psi terms' 20 bivariate normals,
+    # then the exponentials of all 33 terms; the terms are summed in the formula's order.
+    cdef J pd[PHI_TERMS * 2]
+    cdef J arg[1 + PHI_TERMS * 2 + PSI_TERMS * 4]
+    cdef double xs[1 + PHI_TERMS * 2 + PSI_TERMS * 4]
+    cdef double ev[1 + PHI_TERMS * 2 + PSI_TERMS * 4]
+    cdef double f0[PHI_TERMS * 2]
+    cdef double mills[PHI_TERMS * 2]
+    cdef int i
+    arg[0] = la2
+    _bs_phi_args(la2, t1, beta, ls_i2, ls_i2, &p, &pd[0], &arg[1])
+    _bs_phi_args(ln_s, t1, one, ls_i2, ls_i2, &p, &pd[2], &arg[3])
+    _bs_phi_args(ln_s, t1, one, ls_i1, ls_i2, &p, &pd[4], &arg[5])
+    _bs_phi_args(ln_x, t1, zero, ls_i2, ls_i2, &p, &pd[6], &arg[7])
+    _bs_phi_args(ln_x, t1, zero, ls_i1, ls_i2, &p, &pd[8], &arg[9])
+    _bs_phi_args(la1, t1, beta, ls_i1, ls_i2, &p, &pd[10], &arg[11])
+    for i in range(PHI_TERMS * 2):
+        xs[i] = pd[i].v
+    tp_ln_ncdf_batch(PHI_TERMS * 2, xs, f0, mills)
+    for i in range(PHI_TERMS * 2):
+        arg[1 + i] = jadd(arg[1 + i], _jlnncdf_from(pd[i], f0[i], mills[i]))
     cdef J e[PSI_TERMS * 4]
     cdef J f[PSI_TERMS * 4]
     cdef J lnm[PSI_TERMS * 4]
@@ -992,7 +1044,6 @@ cdef J _bs2002_call(J S, J X, J T, J r, J b, J v) noexcept nogil:
     cdef double ra[PSI_TERMS * 4]
     cdef double rb[PSI_TERMS * 4]
     cdef double rab[PSI_TERMS * 4]
-    cdef int i
     _bs_psi_args(T, beta, ls_i1, zero, li2_i1, t1, ls_i1, ls_i2, li2_i1, &p, &e[0], &f[0])
     _bs_psi_args(T, one, ls_i1, zero, li2_i1, t1, ls_i1, ls_i2, li2_i1, &p, &e[4], &f[4])
     _bs_psi_args(T, one, ls_x, li1_x, li2_x, t1, ls_i1, ls_i2, li2_i1, &p, &e[8], &f[8])
@@ -1006,11 +1057,27 @@ cdef J _bs2002_call(J S, J X, J T, J r, J b, J v) noexcept nogil:
                     BVN_INV[1], lm, ra, rb, rab)
     for i in range(PSI_TERMS * 4):
         lnm[i] = _jlnbvn_from(e[i], f[i], -BS_RHO if neg[i] != 0.0 else BS_RHO, lm[i], ra[i], rb[i], rab[i])
-    price = jsub(price, jscale(_bs_psi(la1, T, beta, ls_i1, ls_i2, li2_i1, &lnm[0], &p), sg1))
-    price = jadd(price, _bs_psi(ln_s, T, one, ls_i1, ls_i2, li2_i1, &lnm[4], &p))
-    price = jsub(price, _bs_psi(ln_s, T, one, ls_i1, ls_i2, li2_i1, &lnm[8], &p))
-    price = jsub(price, _bs_psi(ln_x, T, zero, ls_i1, ls_i2, li2_i1, &lnm[12], &p))
-    price = jadd(price, _bs_psi(ln_x, T, zero, ls_i1, ls_i2, li2_i1, &lnm[16], &p))
+    cdef int ps = 1 + PHI_TERMS * 2
+    _bs_psi_exp_args(la1, T, beta, ls_i1, ls_i2, li2_i1, &lnm[0], &p, &arg[ps])
+    _bs_psi_exp_args(ln_s, T, one, ls_i1, ls_i2, li2_i1, &lnm[4], &p, &arg[ps + 4])
+    _bs_psi_exp_args(ln_s, T, one, ls_i1, ls_i2, li2_i1, &lnm[8], &p, &arg[ps + 8])
+    _bs_psi_exp_args(ln_x, T, zero, ls_i1, ls_i2, li2_i1, &lnm[12], &p, &arg[ps + 12])
+    _bs_psi_exp_args(ln_x, T, zero, ls_i1, ls_i2, li2_i1, &lnm[16], &p, &arg[ps + 16])
+    for i in range(1 + PHI_TERMS * 2 + PSI_TERMS * 4):
+        xs[i] = arg[i].v
+    tp_exp_batch(1 + PHI_TERMS * 2 + PSI_TERMS * 4, xs, ev)
+    cdef J price = jscale(_jexp_from(arg[0], ev[0]), sg2)
+    price = jsub(price, jscale(jsub(_jexp_from(arg[1], ev[1]), _jexp_from(arg[2], ev[2])), sg2))
+    price = jadd(price, jsub(_jexp_from(arg[3], ev[3]), _jexp_from(arg[4], ev[4])))
+    price = jsub(price, jsub(_jexp_from(arg[5], ev[5]), _jexp_from(arg[6], ev[6])))
+    price = jsub(price, jsub(_jexp_from(arg[7], ev[7]), _jexp_from(arg[8], ev[8])))
+    price = jadd(price, jsub(_jexp_from(arg[9], ev[9]), _jexp_from(arg[10], ev[10])))
+    price = jadd(price, jscale(jsub(_jexp_from(arg[11], ev[11]), _jexp_from(arg[12], ev[12])), sg1))
+    price = jsub(price, jscale(_signed_sum4(&arg[ps], &ev[ps]), sg1))
+    price = jadd(price, _signed_sum4(&arg[ps + 4], &ev[ps + 4]))
+    price = jsub(price, _signed_sum4(&arg[ps + 8], &ev[ps + 8]))
+    price = jsub(price, _signed_sum4(&arg[ps + 12], &ev[ps + 12]))
+    price = jadd(price, _signed_sum4(&arg[ps + 16], &ev[ps + 16]))
     return price
 
 
