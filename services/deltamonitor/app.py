@@ -384,6 +384,9 @@ class DeltaMonitorApp:
         """Wire the application (``start`` loads state and starts the loops)."""
         self.store = store
         self._positions = positions
+        # Who the broker last confirmed as the owner of each account: the positions cache is shared, so a
+        # cached account is served only to the user the broker showed it to.
+        self._account_owners: dict[str, str] = {}
         self._inputs = inputs
         self._bus = bus
         self._encode = encode
@@ -496,11 +499,13 @@ class DeltaMonitorApp:
     # ------------------------------------------------------------------------------------------- watches
 
     async def _refresh_account(self, account_number: str, caller: Caller, *, force: bool) -> list[HeldPosition]:
-        if not force and self.monitor.positions_age(account_number) < self.settings.positions_max_age_seconds:
+        owned = self._account_owners.get(account_number) == caller.user_id
+        if owned and not force and self.monitor.positions_age(account_number) < self.settings.positions_max_age_seconds:
             cached = self.monitor.positions_of(account_number)
             if cached is not None:
                 return cached
         positions = await self._positions.positions(account_number, caller)
+        self._account_owners[account_number] = caller.user_id
         inputs = MarketInputs({}, {}, None)
         if self._inputs is not None:
             symbols = sorted({p.underlying_symbol for p in positions} | {"SPY"})
