@@ -124,9 +124,15 @@ cdef extern from * nogil:
         for (int i = 0; i < n; i++)
             mills[i] = tp_exp_clamped(-0.5 * x[i] * x[i] - 0.91893853320467274178 - f0[i]);
     }
-    /* exp of n lanes, vectorized (not clamped: these are the values of the 2002 price's terms) */
+    /* exp of n lanes, vectorized: the values of the 2002 price's terms. A term below e^-708 (1e-307, far
+       below any price's resolution) is 0: libmvec would leave for its scalar slow path to form a subnormal.
+       NaN stays NaN. */
     static void tp_exp_batch(int n, const double *__restrict__ x, double *__restrict__ out) {
-        for (int i = 0; i < n; i++) out[i] = exp(x[i]);
+        for (int i = 0; i < n; i++) {
+            double xc = x[i] < -708.0 ? -708.0 : x[i];
+            double e = exp(xc);
+            out[i] = x[i] < -708.0 ? 0.0 : e;
+        }
     }
     /* For n <= TP_BVN_MAX pairs (a, b) with correlation +rho (neg[i] = 0) or -rho (neg[i] = 1): lm = ln M,
        ra = M_a / M, rb = M_b / M, rab = M_ab / M. lm is -inf where M is below resolution. */
