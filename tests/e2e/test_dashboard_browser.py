@@ -25,7 +25,8 @@ import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 from embedded_proc import ROOT, EmbeddedPlatform, start_embedded
 
-pytestmark = pytest.mark.e2e
+# The first run may install Chromium and the npm packages (minutes); the browser tests themselves take ~20 s.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 CHROMIUM = pathlib.Path("/usr/bin/chromium")
 # As the machine notes prescribe for headless Chromium here: without the background-networking flags it keeps
