@@ -160,18 +160,26 @@ cdef extern from * nogil:
         for (int g = 0; g < 4; g++)
             for (int i = 0; i < n; i++)
                 if (!(x[g * TP_BVN_MAX + i] > -30.0)) l[g * TP_BVN_MAX + i] = tp_ln_ncdf_tail(x[g * TP_BVN_MAX + i]);
+        /* node-major: every loop is elementwise over the n pairs, so the max and the sum vectorize across
+           pairs (each pair still sums its nodes in order) */
+        double ab[TP_BVN_MAX], hs[TP_BVN_MAX], e[20][TP_BVN_MAX];
         for (int i = 0; i < n; i++) {
-            const double *sn = neg[i] != 0.0 ? sn1 : sn0, *inv = neg[i] != 0.0 ? inv1 : inv0;
-            double ab = a[i] * b[i], hs = 0.5 * (a[i] * a[i] + b[i] * b[i]);
-            double e[20], mx = l[i] + l[TP_BVN_MAX + i], s = 0.0;
-            for (int j = 0; j < 20; j++) {
-                e[j] = lna[j] + (sn[j] * ab - hs) * inv[j];
-                mx = e[j] > mx ? e[j] : mx;
-            }
-            for (int j = 0; j < 20; j++) s += tp_exp_clamped(e[j] - mx);
-            m[i] = mx;
-            acc[i] = s;
+            ab[i] = a[i] * b[i];
+            hs[i] = 0.5 * (a[i] * a[i] + b[i] * b[i]);
+            m[i] = l[i] + l[TP_BVN_MAX + i];
+            acc[i] = 0.0;
         }
+        for (int j = 0; j < 20; j++) {
+            double s0 = sn0[j], s1 = sn1[j], v0 = inv0[j], v1 = inv1[j], lj = lna[j];
+            for (int i = 0; i < n; i++) {
+                double sn = neg[i] != 0.0 ? s1 : s0, inv = neg[i] != 0.0 ? v1 : v0;
+                double ej = lj + (sn * ab[i] - hs[i]) * inv;
+                e[j][i] = ej;
+                m[i] = ej > m[i] ? ej : m[i];
+            }
+        }
+        for (int j = 0; j < 20; j++)
+            for (int i = 0; i < n; i++) acc[i] += tp_exp_clamped(e[j][i] - m[i]);
         for (int i = 0; i < n; i++) {
             /* clamping is exact here: below -700, t is nil beside acc >= 1 (the largest node term is 1) */
             double t = tp_exp_clamped(l[i] + l[TP_BVN_MAX + i] - m[i]);
