@@ -22,6 +22,8 @@ export interface Session {
   userId: string;
   email: string;
   accessToken: string;
+  /** When the access token was received (ms): with its expiry, the token's lifetime. */
+  accessReceivedAt: number;
   accessExpiresAt: number;
   refreshToken: string;
   refreshExpiresAt: number;
@@ -35,7 +37,7 @@ interface TokenPair {
 }
 
 const STORAGE_KEY = "tastyplat.session";
-// Refresh this long before the access token expires (or at 80 % of its life when that is shorter), so a
+// Refresh this long before the access token expires (or at 80 % of its lifetime when that is shorter), so a
 // request never leaves with a token about to lapse.
 const REFRESH_LEAD_MS = 60_000;
 
@@ -81,7 +83,7 @@ export class Client {
       { email, password },
       false,
     );
-    this.store({ ...tokenFields(body.tokens), userId: body.user_id, email });
+    this.store({ ...this.tokenFields(body.tokens), userId: body.user_id, email });
   }
 
   /** Revokes the refresh token (best effort) and forgets the session. */
@@ -174,7 +176,7 @@ export class Client {
         null,
       );
       if (this.session !== session) return; // signed out (or in again) meanwhile
-      this.store({ ...session, ...tokenFields(body.tokens) });
+      this.store({ ...session, ...this.tokenFields(body.tokens) });
     } catch (error) {
       // A refused refresh token (revoked, expired, reused) ends the session; a network error keeps it and
       // the next attempt (timer, request or visibility change) tries again.
@@ -186,8 +188,18 @@ export class Client {
   }
 
   private refreshAt(session: Session): number {
-    const life = session.accessExpiresAt - this.now();
-    return session.accessExpiresAt - Math.min(REFRESH_LEAD_MS, Math.max(0, life) * 0.2);
+    const lifetime = session.accessExpiresAt - (session.accessReceivedAt || session.accessExpiresAt - 600_000);
+    return session.accessExpiresAt - Math.min(REFRESH_LEAD_MS, Math.max(0, lifetime) * 0.2);
+  }
+
+  private tokenFields(tokens: TokenPair): Omit<Session, "userId" | "email"> {
+    return {
+      accessToken: tokens.access_token,
+      accessReceivedAt: this.now(),
+      accessExpiresAt: Date.parse(tokens.access_token_expire_time),
+      refreshToken: tokens.refresh_token,
+      refreshExpiresAt: Date.parse(tokens.refresh_token_expire_time),
+    };
   }
 
   private schedule(): void {
@@ -224,15 +236,6 @@ export class Client {
 
 function authHeaders(token: string): Record<string, string> {
   return { authorization: `Bearer ${token}` };
-}
-
-function tokenFields(tokens: TokenPair): Omit<Session, "userId" | "email"> {
-  return {
-    accessToken: tokens.access_token,
-    accessExpiresAt: Date.parse(tokens.access_token_expire_time),
-    refreshToken: tokens.refresh_token,
-    refreshExpiresAt: Date.parse(tokens.refresh_token_expire_time),
-  };
 }
 
 function fallbackStatus(httpStatus: number, text: string): RpcStatus {

@@ -96,6 +96,18 @@ describe("Client", () => {
     expect(client.current?.refreshToken).toBe("refresh-2");
   });
 
+  it("refreshes a short-lived token at 80 % of its lifetime", async () => {
+    const client = new Client(storage, gateway.fetch);
+    await client.signIn("me@example.com", "pw");
+    const session = client.current!;
+    storage.setItem("tastyplat.session", JSON.stringify({ ...session, accessExpiresAt: Date.now() + 30_000 }));
+    new Client(storage, gateway.fetch); // a reload with a 30 s token
+    await vi.advanceTimersByTimeAsync(23_000);
+    expect(gateway.refreshes).toBe(0);
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(gateway.refreshes).toBe(1);
+  });
+
   it("keeps the session across a reload through storage", async () => {
     const first = new Client(storage, gateway.fetch);
     await first.signIn("me@example.com", "pw");

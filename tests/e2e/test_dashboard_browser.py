@@ -214,6 +214,35 @@ def test_sign_in_watch_alert_acknowledge_and_reload(
         context.close()
 
 
+def test_access_token_is_refreshed_before_it_expires(platform: EmbeddedPlatform, browser: Browser) -> None:
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    try:
+        page.goto(platform.rest_base + "/")
+        _sign_up(page, f"trader-{uuid.uuid4().hex[:10]}@example.com")
+        _wait_for_greeks(page)
+        before = page.evaluate("JSON.parse(sessionStorage.getItem('tastyplat.session'))")
+        # Make the stored ten-minute token look nine minutes old (62 s left): the page must refresh it ~2 s after
+        # the reload, a minute ahead of expiry, through the gateway's public refresh route.
+        page.evaluate(
+            """s => sessionStorage.setItem('tastyplat.session', JSON.stringify(
+                {...s, accessReceivedAt: Date.now() - 538000, accessExpiresAt: Date.now() + 62000}))""",
+            before,
+        )
+        with page.expect_response(lambda r: r.url.endswith("/v1/auth:refresh"), timeout=15_000) as refreshed:
+            page.reload()
+        assert refreshed.value.status == 200
+        after = page.evaluate("JSON.parse(sessionStorage.getItem('tastyplat.session'))")
+        assert after["accessToken"] != before["accessToken"]
+        assert after["refreshToken"] != before["refreshToken"]  # the user service rotates refresh tokens
+        assert after["accessExpiresAt"] > before["accessExpiresAt"] - 5_000
+        # The new token works: the page keeps its streams and calls going.
+        _wait_for_greeks(page)
+        expect(page.get_by_test_id("scenario-state")).to_contain_text("P&L against", timeout=20_000)
+    finally:
+        context.close()
+
+
 def test_every_request_goes_to_the_gateway_origin(platform: EmbeddedPlatform, browser: Browser) -> None:
     context = browser.new_context(viewport=LAPTOP)
     page = context.new_page()
