@@ -903,17 +903,33 @@ cdef inline J _jlnncdf_from(J a, double f0, double mills) noexcept nogil:
     return japply(a, f0, mills, -mills * (a.v + mills))
 
 
-cdef void _bs_phi_args(J lead, J t, J gam, J ls_h, J ls_i, BSParams* p, J* d, J* pre) noexcept nogil:
-    # coefficient * phi(S, t, gamma, H, I) = exp(pre[0] + ln N(d[0])) - exp(pre[1] + ln N(d[1])), with
-    # lead = ln(coefficient * S^gamma), ls_h = ln(S/H), ls_i = ln(S/I).
-    cdef J st = jmul(p.v, jsqrt(t))
-    cdef J lam = jmul(jadd(jsub(jmul(gam, p.b), p.r), jscale(jmul(jmul(gam, jaddc(gam, -1.0)), p.v2), 0.5)), t)
-    cdef J drift = jadd(p.b, jmul(jaddc(gam, -0.5), p.v2))
-    cdef J kappa = jaddc(jadd(jdiv(jscale(p.b, 2.0), p.v2), jscale(gam, 2.0)), -1.0)
-    d[0] = jscale(jdiv(jadd(ls_h, jmul(drift, t)), st), -1.0)
-    d[1] = jadd(d[0], jdiv(jscale(ls_i, 2.0), st))
-    pre[0] = jadd(lead, lam)
-    pre[1] = jsub(pre[0], jmul(kappa, ls_i))
+cdef struct GamTerms:
+    # The parts of the 2002 formula that depend only on gamma (beta, 1 or 0), shared by its phi and psi terms.
+    J mu        # b + (gamma - 1/2) v^2
+    J kappa     # 2 b / v^2 + 2 gamma - 1
+    J mt1       # mu t1
+    J mt2       # mu T
+    J lam_t1    # lambda t1, lambda = gamma b - r + gamma (gamma - 1) v^2 / 2
+    J lam_t2    # lambda T
+
+
+cdef void _gam_terms(J gam, J t1, J t2, BSParams* p, GamTerms* g) noexcept nogil:
+    cdef J lam = jadd(jsub(jmul(gam, p.b), p.r), jscale(jmul(jmul(gam, jaddc(gam, -1.0)), p.v2), 0.5))
+    g.mu = jadd(p.b, jmul(jaddc(gam, -0.5), p.v2))
+    g.kappa = jaddc(jadd(jdiv(jscale(p.b, 2.0), p.v2), jscale(gam, 2.0)), -1.0)
+    g.mt1 = jmul(g.mu, t1)
+    g.mt2 = jmul(g.mu, t2)
+    g.lam_t1 = jmul(lam, t1)
+    g.lam_t2 = jmul(lam, t2)
+
+
+cdef void _bs_phi_args(J lead, GamTerms* g, J ls_h, J ls_i, J inv_st, J* d, J* pre) noexcept nogil:
+    # coefficient * phi(S, t1, gamma, H, I) = exp(pre[0] + ln N(d[0])) - exp(pre[1] + ln N(d[1])), with
+    # lead = ln(coefficient * S^gamma), ls_h = ln(S/H), ls_i = ln(S/I), inv_st = 1/(v sqrt(t1)).
+    d[0] = jscale(jmul(jadd(ls_h, g.mt1), inv_st), -1.0)
+    d[1] = jadd(d[0], jmul(jscale(ls_i, 2.0), inv_st))
+    pre[0] = jadd(lead, g.lam_t1)
+    pre[1] = jsub(pre[0], jmul(g.kappa, ls_i))
 
 
 cdef inline J _jlnbvn_from(J a, J b, double rho, double lm, double ra, double rb, double rab) noexcept nogil:
@@ -937,40 +953,32 @@ cdef inline J _jlnbvn_from(J a, J b, double rho, double lm, double ra, double rb
     return c
 
 
-cdef void _bs_psi_args(J t2, J gam, J ls_h, J li1_h, J li2_h, J t1, J ls_i1, J ls_i2, J li2_i1, BSParams* p,
+cdef void _bs_psi_args(GamTerms* g, J ls_h, J li1_h, J li2_h, J ls_i1, J ls_i2, J li2_i1, J ninv1, J ninv2,
                        J* e, J* f) noexcept nogil:
     # The four bivariate-normal arguments of psi(S, T, gamma, H, I2, I1, t1), passed negated: M(-e, -f);
-    # the first two pairs have correlation +rho, the last two -rho.
-    cdef J st1 = jmul(p.v, jsqrt(t1))
-    cdef J st2 = jmul(p.v, jsqrt(t2))
-    cdef J mu = jadd(p.b, jmul(jaddc(gam, -0.5), p.v2))
-    cdef J mt1 = jmul(mu, t1)
-    cdef J mt2 = jmul(mu, t2)
+    # the first two pairs have correlation +rho, the last two -rho. ninv1 = -1/(v sqrt(t1)), ninv2 likewise.
     cdef J li2_s = jscale(ls_i2, -1.0)
     cdef J li1_s = jscale(ls_i1, -1.0)
-    e[0] = jdiv(jadd(ls_i1, mt1), jscale(st1, -1.0))
-    e[1] = jdiv(jadd(jadd(li2_s, li2_i1), mt1), jscale(st1, -1.0))
-    e[2] = jdiv(jsub(ls_i1, mt1), jscale(st1, -1.0))
-    e[3] = jdiv(jsub(jadd(li2_s, li2_i1), mt1), jscale(st1, -1.0))
-    f[0] = jdiv(jadd(ls_h, mt2), jscale(st2, -1.0))
-    f[1] = jdiv(jadd(jadd(li2_s, li2_h), mt2), jscale(st2, -1.0))
-    f[2] = jdiv(jadd(jadd(li1_s, li1_h), mt2), jscale(st2, -1.0))
-    f[3] = jdiv(jadd(jsub(ls_h, jscale(li2_i1, 2.0)), mt2), jscale(st2, -1.0))
+    e[0] = jmul(jadd(ls_i1, g.mt1), ninv1)
+    e[1] = jmul(jadd(jadd(li2_s, li2_i1), g.mt1), ninv1)
+    e[2] = jmul(jsub(ls_i1, g.mt1), ninv1)
+    e[3] = jmul(jsub(jadd(li2_s, li2_i1), g.mt1), ninv1)
+    f[0] = jmul(jadd(ls_h, g.mt2), ninv2)
+    f[1] = jmul(jadd(jadd(li2_s, li2_h), g.mt2), ninv2)
+    f[2] = jmul(jadd(jadd(li1_s, li1_h), g.mt2), ninv2)
+    f[3] = jmul(jadd(jsub(ls_h, jscale(li2_i1, 2.0)), g.mt2), ninv2)
 
 
-cdef void _bs_psi_exp_args(J lead, J t2, J gam, J ls_i1, J ls_i2, J li2_i1, J* lnm, BSParams* p,
-                           J* arg) noexcept nogil:
+cdef void _bs_psi_exp_args(J lead, GamTerms* g, J ls_i1, J ls_i2, J li2_i1, J* lnm, J* arg) noexcept nogil:
     # coefficient * psi(S, T, gamma, H, I2, I1, t1) = e^arg[0] - e^arg[1] - e^arg[2] + e^arg[3], from the logs
     # of its four bivariate normals (lnm, in the order of _bs_psi_args); lead = ln(coefficient * S^gamma).
     cdef J li2_s = jscale(ls_i2, -1.0)
     cdef J li1_s = jscale(ls_i1, -1.0)
-    cdef J lam = jadd(jsub(jmul(gam, p.b), p.r), jscale(jmul(jmul(gam, jaddc(gam, -1.0)), p.v2), 0.5))
-    cdef J kappa = jaddc(jadd(jdiv(jscale(p.b, 2.0), p.v2), jscale(gam, 2.0)), -1.0)
-    cdef J base = jadd(lead, jmul(lam, t2))
+    cdef J base = jadd(lead, g.lam_t2)
     arg[0] = jadd(base, lnm[0])
-    arg[1] = jadd(jadd(base, jmul(kappa, li2_s)), lnm[1])
-    arg[2] = jadd(jadd(base, jmul(kappa, li1_s)), lnm[2])
-    arg[3] = jadd(jsub(base, jmul(kappa, li2_i1)), lnm[3])
+    arg[1] = jadd(jadd(base, jmul(g.kappa, li2_s)), lnm[1])
+    arg[2] = jadd(jadd(base, jmul(g.kappa, li1_s)), lnm[2])
+    arg[3] = jadd(jsub(base, jmul(g.kappa, li2_i1)), lnm[3])
 
 
 cdef inline J _signed_sum4(J* a, double* e) noexcept nogil:
@@ -1036,13 +1044,23 @@ cdef J _bs2002_call(J S, J X, J T, J r, J b, J v) noexcept nogil:
     cdef double f0[PHI_TERMS * 2]
     cdef double mills[PHI_TERMS * 2]
     cdef int i
+    # gamma takes three values (beta, 1, 0) over the 11 terms: their gamma-only parts are formed once.
+    cdef GamTerms g_beta, g_one, g_zero
+    _gam_terms(beta, t1, T, &p, &g_beta)
+    _gam_terms(one, t1, T, &p, &g_one)
+    _gam_terms(zero, t1, T, &p, &g_zero)
+    cdef J st1 = jmul(p.v, jsqrt(t1))
+    cdef J st2 = jmul(p.v, jsqrt(T))
+    cdef J inv_st1 = jrecip(st1)
+    cdef J ninv1 = jrecip(jscale(st1, -1.0))
+    cdef J ninv2 = jrecip(jscale(st2, -1.0))
     arg[0] = la2
-    _bs_phi_args(la2, t1, beta, ls_i2, ls_i2, &p, &pd[0], &arg[1])
-    _bs_phi_args(ln_s, t1, one, ls_i2, ls_i2, &p, &pd[2], &arg[3])
-    _bs_phi_args(ln_s, t1, one, ls_i1, ls_i2, &p, &pd[4], &arg[5])
-    _bs_phi_args(ln_x, t1, zero, ls_i2, ls_i2, &p, &pd[6], &arg[7])
-    _bs_phi_args(ln_x, t1, zero, ls_i1, ls_i2, &p, &pd[8], &arg[9])
-    _bs_phi_args(la1, t1, beta, ls_i1, ls_i2, &p, &pd[10], &arg[11])
+    _bs_phi_args(la2, &g_beta, ls_i2, ls_i2, inv_st1, &pd[0], &arg[1])
+    _bs_phi_args(ln_s, &g_one, ls_i2, ls_i2, inv_st1, &pd[2], &arg[3])
+    _bs_phi_args(ln_s, &g_one, ls_i1, ls_i2, inv_st1, &pd[4], &arg[5])
+    _bs_phi_args(ln_x, &g_zero, ls_i2, ls_i2, inv_st1, &pd[6], &arg[7])
+    _bs_phi_args(ln_x, &g_zero, ls_i1, ls_i2, inv_st1, &pd[8], &arg[9])
+    _bs_phi_args(la1, &g_beta, ls_i1, ls_i2, inv_st1, &pd[10], &arg[11])
     for i in range(PHI_TERMS * 2):
         xs[i] = pd[i].v
     tp_ln_ncdf_batch(PHI_TERMS * 2, xs, f0, mills)
@@ -1058,11 +1076,11 @@ cdef J _bs2002_call(J S, J X, J T, J r, J b, J v) noexcept nogil:
     cdef double ra[PSI_TERMS * 4]
     cdef double rb[PSI_TERMS * 4]
     cdef double rab[PSI_TERMS * 4]
-    _bs_psi_args(T, beta, ls_i1, zero, li2_i1, t1, ls_i1, ls_i2, li2_i1, &p, &e[0], &f[0])
-    _bs_psi_args(T, one, ls_i1, zero, li2_i1, t1, ls_i1, ls_i2, li2_i1, &p, &e[4], &f[4])
-    _bs_psi_args(T, one, ls_x, li1_x, li2_x, t1, ls_i1, ls_i2, li2_i1, &p, &e[8], &f[8])
-    _bs_psi_args(T, zero, ls_i1, zero, li2_i1, t1, ls_i1, ls_i2, li2_i1, &p, &e[12], &f[12])
-    _bs_psi_args(T, zero, ls_x, li1_x, li2_x, t1, ls_i1, ls_i2, li2_i1, &p, &e[16], &f[16])
+    _bs_psi_args(&g_beta, ls_i1, zero, li2_i1, ls_i1, ls_i2, li2_i1, ninv1, ninv2, &e[0], &f[0])
+    _bs_psi_args(&g_one, ls_i1, zero, li2_i1, ls_i1, ls_i2, li2_i1, ninv1, ninv2, &e[4], &f[4])
+    _bs_psi_args(&g_one, ls_x, li1_x, li2_x, ls_i1, ls_i2, li2_i1, ninv1, ninv2, &e[8], &f[8])
+    _bs_psi_args(&g_zero, ls_i1, zero, li2_i1, ls_i1, ls_i2, li2_i1, ninv1, ninv2, &e[12], &f[12])
+    _bs_psi_args(&g_zero, ls_x, li1_x, li2_x, ls_i1, ls_i2, li2_i1, ninv1, ninv2, &e[16], &f[16])
     for i in range(PSI_TERMS * 4):
         ea[i] = e[i].v
         fa[i] = f[i].v
@@ -1072,11 +1090,11 @@ cdef J _bs2002_call(J S, J X, J T, J r, J b, J v) noexcept nogil:
     for i in range(PSI_TERMS * 4):
         lnm[i] = _jlnbvn_from(e[i], f[i], -BS_RHO if neg[i] != 0.0 else BS_RHO, lm[i], ra[i], rb[i], rab[i])
     cdef int ps = 1 + PHI_TERMS * 2
-    _bs_psi_exp_args(la1, T, beta, ls_i1, ls_i2, li2_i1, &lnm[0], &p, &arg[ps])
-    _bs_psi_exp_args(ln_s, T, one, ls_i1, ls_i2, li2_i1, &lnm[4], &p, &arg[ps + 4])
-    _bs_psi_exp_args(ln_s, T, one, ls_i1, ls_i2, li2_i1, &lnm[8], &p, &arg[ps + 8])
-    _bs_psi_exp_args(ln_x, T, zero, ls_i1, ls_i2, li2_i1, &lnm[12], &p, &arg[ps + 12])
-    _bs_psi_exp_args(ln_x, T, zero, ls_i1, ls_i2, li2_i1, &lnm[16], &p, &arg[ps + 16])
+    _bs_psi_exp_args(la1, &g_beta, ls_i1, ls_i2, li2_i1, &lnm[0], &arg[ps])
+    _bs_psi_exp_args(ln_s, &g_one, ls_i1, ls_i2, li2_i1, &lnm[4], &arg[ps + 4])
+    _bs_psi_exp_args(ln_s, &g_one, ls_i1, ls_i2, li2_i1, &lnm[8], &arg[ps + 8])
+    _bs_psi_exp_args(ln_x, &g_zero, ls_i1, ls_i2, li2_i1, &lnm[12], &arg[ps + 12])
+    _bs_psi_exp_args(ln_x, &g_zero, ls_i1, ls_i2, li2_i1, &lnm[16], &arg[ps + 16])
     for i in range(1 + PHI_TERMS * 2 + PSI_TERMS * 4):
         xs[i] = arg[i].v
     tp_exp_batch(1 + PHI_TERMS * 2 + PSI_TERMS * 4, xs, ev)
