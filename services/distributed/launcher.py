@@ -70,7 +70,7 @@ def _tail(path: pathlib.Path, limit: int = 3000) -> str:
 
 
 class ServiceProcess:
-    """``python -m services.<svc>`` for one instance, its log in ``logs/<instance>.log``."""
+    """``python -m services.<svc>`` for one instance (through the telemetry runner), its log in ``logs/``."""
 
     def __init__(self, instance: Instance, environment: Mapping[str, str], log_path: pathlib.Path) -> None:
         self.instance = instance
@@ -87,7 +87,8 @@ class ServiceProcess:
         """Spawn the process (its own session: a terminal's Ctrl-C reaches only the launcher, which stops it)."""
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{self.instance.service.name}"],
+                # The runner installs tracing and metrics from the environment, then runs `-m services.<svc>`.
+                [sys.executable, "-m", "services.platform.telemetry", f"services.{self.instance.service.name}"],
                 cwd=cwd,
                 env=self.environment,
                 stdin=subprocess.DEVNULL,
@@ -222,7 +223,8 @@ class DistributedPlatform:
     def _write_process_table(self) -> None:
         table = [
             {"name": p.instance.name, "service": p.instance.service.name, "index": p.instance.index,
-             "address": p.instance.address, "pid": p.pid, "log": str(p.log_path)}
+             "address": p.instance.address, "pid": p.pid, "log": str(p.log_path),
+             "metrics": f"{p.instance.host}:{p.instance.metrics_port}" if p.instance.metrics_port else None}
             for p in self.processes
         ]
         (self.run_dir / "processes.json").write_text(json.dumps(table, indent=2))

@@ -17,6 +17,8 @@ __all__ = ["DistributedSettings", "Instance", "Topology", "build_topology", "ser
 # Variables the launcher owns for each instance: the caller's environment cannot move a process off the port
 # Envoy routes to.
 _OWNED = ("HOST", "PORT", "SHARD_INDEX", "SHARD_COUNT")
+# A service's Prometheus endpoint listens on its gRPC port plus this (9081 for broker's 8081), unless overridden.
+METRICS_PORT_OFFSET = 1000
 # Extra replicas of a service listen on its port plus this times the replica index (8082, 8182, 8282...).
 REPLICA_PORT_STRIDE = 100
 
@@ -29,7 +31,8 @@ class DistributedSettings(Settings):
         run_dir: Logs, the generated Envoy config, certificates and the development secrets live here.
         services: Services to start (all eight by default).
         port_offset: Added to every default port (services, gateway), so two platforms can share a machine.
-        ports: ``name=port`` overrides for services and ``gateway``, ``gateway_https``, ``gateway_admin``.
+        ports: ``name=port`` overrides for services, their metrics endpoints (``<name>_metrics``) and
+            ``gateway``, ``gateway_https``, ``gateway_admin``.
         replicas: ``name=count`` for services to run more than once (Envoy balances across them).
         host: Address the service processes bind and are dialled on.
         gateway_host: Address Envoy's listeners bind.
@@ -43,6 +46,9 @@ class DistributedSettings(Settings):
         grace_seconds: Grace each server gives in-flight calls on SIGTERM.
         drain_seconds: Pause between NOT_SERVING and stop, so Envoy's health checks notice.
         ready_timeout_seconds: How long start-up may take before the launcher gives up.
+        traces: ``console`` (spans in each service's log), ``otlp`` (to ``otlp_endpoint``) or ``none``.
+        otlp_endpoint: OTLP/gRPC collector, e.g. ``http://127.0.0.1:4317``; setting it means ``traces=otlp``.
+        metrics: Serve Prometheus ``/metrics`` from every service (port + 1000 unless overridden).
     """
 
     env_prefix: ClassVar[str] = "TASTYPLAT_"
@@ -63,13 +69,19 @@ class DistributedSettings(Settings):
     grace_seconds: float = env("GRACE_SECONDS", default=5.0, ge=0.0)
     drain_seconds: float = env("DRAIN_SECONDS", default=0.5, ge=0.0)
     ready_timeout_seconds: float = env("READY_TIMEOUT_SECONDS", default=120.0, ge=1.0)
+    traces: str = env("TRACES", default="console", help="console, otlp or none")
+    otlp_endpoint: str | None = env("OTLP_ENDPOINT", default=None, help="http://host:4317")
+    metrics: bool = env("METRICS", default=True)
 
     def __post_init__(self) -> None:
         known = {e.name for e in CATALOGUE}
         unknown = sorted(set(self.services) - known)
         if unknown or not self.services:
             raise InvalidSettingError(self.variable_name("services"), f"unknown services {unknown}; known: {sorted(known)}")
-        for field, allowed in (("ports", known | set(_GATEWAY_PORTS)), ("replicas", known)):
+        if self.traces not in ("console", "otlp", "none"):
+            raise InvalidSettingError(self.variable_name("traces"), "expected console, otlp or none")
+        metrics_names = {f"{name}_metrics" for name in known}
+        for field, allowed in (("ports", known | metrics_names | set(_GATEWAY_PORTS)), ("replicas", known)):
             for name, value in _pairs(getattr(self, field), self.variable_name(field)).items():
                 if name not in allowed:
                     raise InvalidSettingError(self.variable_name(field), f"unknown name {name!r}")
@@ -114,6 +126,7 @@ class Instance:
     count: int
     host: str
     port: int
+    metrics_port: int | None = None
 
     @property
     def name(self) -> str:
@@ -154,11 +167,15 @@ def build_topology(settings: DistributedSettings) -> Topology:
         if service.name not in settings.services:
             continue
         base = ports.get(service.name, service.port + settings.port_offset)
+        metrics = ports.get(f"{service.name}_metrics", base + METRICS_PORT_OFFSET)
         count = replicas.get(service.name, 1)
         for index in range(count):
-            instances.append(Instance(service, index, count, settings.host, base + REPLICA_PORT_STRIDE * index))
+            step = REPLICA_PORT_STRIDE * index
+            instances.append(
+                Instance(service, index, count, settings.host, base + step, metrics + step if settings.metrics else None)
+            )
     gateway = {name: ports.get(name, port + settings.port_offset) for name, port in _GATEWAY_PORTS.items()}
-    taken = [i.port for i in instances] + list(gateway.values())
+    taken = [i.port for i in instances] + [i.metrics_port for i in instances if i.metrics_port] + list(gateway.values())
     clashes = sorted({p for p in taken if taken.count(p) > 1})
     if clashes:
         raise InvalidSettingError(settings.variable_name("ports"), f"ports used twice: {clashes}")
@@ -226,6 +243,23 @@ def service_environment(
     }
     for key, value in peer_auth.items():
         environment[key] = inherited.get(key, value)
+    environment.update(_telemetry_environment(instance, settings))
+    return environment
+
+
+def _telemetry_environment(instance: Instance, settings: DistributedSettings) -> dict[str, str]:
+    # Read by services.platform.telemetry, which every process is started through.
+    traces = "otlp" if settings.otlp_endpoint else settings.traces
+    environment = {
+        "OTEL_TRACES_EXPORTER": traces,
+        "OTEL_SERVICE_NAME": instance.service.name,
+        "OTEL_RESOURCE_ATTRIBUTES": f"service.instance.id={instance.name}",
+        "TASTYPLAT_METRICS_HOST": instance.host,
+    }
+    if settings.otlp_endpoint:
+        environment["OTEL_EXPORTER_OTLP_ENDPOINT"] = settings.otlp_endpoint
+    if instance.metrics_port is not None:
+        environment["TASTYPLAT_METRICS_PORT"] = str(instance.metrics_port)
     return environment
 
 

@@ -15,6 +15,10 @@ Delivery is at-least-once: an unacknowledged message goes back to its queue (fla
 its subscription closes or the connection drops. A subscription therefore skips, and acknowledges, a
 message whose id it has already acknowledged (a bounded window of recent ids); consumers with side effects
 that must survive a restart keep their own durable record of handled ids as well.
+
+Messages carry optional string headers. With tracing on (`services.platform.telemetry`), `publish` adds the
+current trace context to them and a subscription makes each delivery's span current in the consuming task,
+so one trace follows a message from its publisher through every consumer (nothing to do in the services).
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ import asyncio
 import collections
 import functools
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
+
+from services.platform import telemetry
 
 __all__ = [
     "BusClosed",
@@ -86,15 +92,43 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("^" + "".join(parts) + "$")
 
 
+def _check_headers(headers: Mapping[str, str] | None) -> None:
+    for key, value in (headers or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str) or not key:
+            raise ValueError(f"message headers are non-empty strings with string values, got {key!r}: {value!r}")
+        if key.startswith("x-"):
+            raise ValueError(f"header {key!r}: names starting with 'x-' belong to the broker")
+
+
+def _string_headers(headers: Mapping[str, Any]) -> dict[str, str]:
+    # The broker's own headers (x-delivery-count, x-death...) are not the publisher's; AMQP may hand back bytes.
+    out: dict[str, str] = {}
+    for key, value in headers.items():
+        if key.startswith("x-"):
+            continue
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str):
+            out[key] = value
+    return out
+
+
 def topic_matches(pattern: str, topic: str) -> bool:
     """Tell whether `topic` matches the AMQP topic `pattern` (`*` one word, `#` zero or more words)."""
     return _pattern_regex(pattern).match("." + topic) is not None
 
 
 class Delivery:
-    """One delivered message; acknowledge it with `ack()` once handled, or `reject()` it."""
+    """One delivered message; acknowledge it with `ack()` once handled, or `reject()` it.
 
-    __slots__ = ("_ack", "_reject", "_settled", "delivery_count", "message_id", "payload", "redelivered", "topic")
+    Attributes:
+        headers: The message's string headers (trace context among them); empty when it had none.
+    """
+
+    __slots__ = (
+        "_ack", "_on_settle", "_reject", "_settled", "delivery_count", "headers", "message_id", "payload",
+        "redelivered", "topic",
+    )
 
     def __init__(
         self,
@@ -106,29 +140,46 @@ class Delivery:
         delivery_count: int,
         ack: Callable[[], Awaitable[None]],
         reject: Callable[[bool], Awaitable[None]],
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.topic = topic
         self.payload = payload
         self.message_id = message_id
         self.redelivered = redelivered
         self.delivery_count = delivery_count
+        self.headers: Mapping[str, str] = dict(headers or {})
         self._ack = ack
         self._reject = reject
         self._settled = False
+        self._on_settle: Callable[[], None] | None = None
+
+    def _traced(self) -> Delivery:
+        # Called by the subscription in the consuming task, as it hands the delivery out.
+        self._on_settle = telemetry.consume_span(self.topic, self.message_id, self.headers)
+        return self
+
+    def _settle(self) -> None:
+        if self._on_settle is not None:
+            self._on_settle()
+            self._on_settle = None
 
     async def ack(self) -> None:
         """Acknowledge the message: the bus forgets it."""
         if self._settled:
             return
         self._settled = True
+        self._settle()
         await self._ack()
+        telemetry.count_settled(self.topic, "acked")
 
     async def reject(self, requeue: bool = True) -> None:
         """Give the message back (`requeue=True`) or send it to the dead-letter queue, if there is one."""
         if self._settled:
             return
         self._settled = True
+        self._settle()
         await self._reject(requeue)
+        telemetry.count_settled(self.topic, "rejected")
 
     def __repr__(self) -> str:
         return (
@@ -154,8 +205,18 @@ class Subscription(Protocol):
 class MessageBus(Protocol):
     """Topic publish/subscribe with confirmed publishing and acknowledged, at-least-once delivery."""
 
-    async def publish(self, topic: str, payload: bytes, message_id: str, *, mandatory: bool = False) -> None:
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        message_id: str,
+        *,
+        mandatory: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         """Publish one message; return once the bus has taken responsibility for it.
+
+        `headers` travel with the message (string keys and values); the current trace context is added to them.
 
         Raises:
             Unroutable: `mandatory` is set and no queue is bound to a matching pattern.
@@ -222,6 +283,7 @@ class _Envelope:
     payload: bytes
     message_id: str
     delivery_count: int = 0
+    headers: Mapping[str, str] | None = None
 
 
 class _MemoryQueue:
@@ -284,11 +346,12 @@ class _MemorySubscription:
                 delivery_count=envelope.delivery_count,
                 ack=functools.partial(self._ack, tag),
                 reject=functools.partial(self._reject, tag),
+                headers=envelope.headers,
             )
             if envelope.message_id in self._seen:
                 await delivery.ack()
                 continue
-            return delivery
+            return delivery._traced()
 
     async def _ack(self, tag: int) -> None:
         envelope = self._unacked.pop(tag, None)
@@ -306,7 +369,7 @@ class _MemorySubscription:
         if requeue and not over_limit:
             await queue.put(envelope, front=True)
         elif queue.dead is not None:
-            await queue.dead.put(_Envelope(envelope.topic, envelope.payload, envelope.message_id))
+            await queue.dead.put(_Envelope(envelope.topic, envelope.payload, envelope.message_id, headers=envelope.headers))
         else:
             async with queue.changed:
                 queue.changed.notify_all()
@@ -349,20 +412,31 @@ class InProcessBus:
         self._private_counter = 0
         self._closed = False
 
-    async def publish(self, topic: str, payload: bytes, message_id: str, *, mandatory: bool = False) -> None:
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        message_id: str,
+        *,
+        mandatory: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         if self._closed:
             raise BusClosed("the bus is closed")
         _check_topic(topic)
         if not message_id:
             raise ValueError("message_id must not be empty")
-        dotted = "." + topic
-        targets = {id(queue): queue for regex, queue in self._bindings if regex.match(dotted)}
-        if not targets:
-            if mandatory:
-                raise Unroutable(f"no queue is bound to a pattern matching {topic!r}")
-            return
-        for queue in targets.values():
-            await queue.put(_Envelope(topic, bytes(payload), message_id))
+        _check_headers(headers)
+        with telemetry.publish_span(topic, headers) as sent:
+            dotted = "." + topic
+            targets = {id(queue): queue for regex, queue in self._bindings if regex.match(dotted)}
+            if not targets:
+                if mandatory:
+                    raise Unroutable(f"no queue is bound to a pattern matching {topic!r}")
+                return
+            for queue in targets.values():
+                await queue.put(_Envelope(topic, bytes(payload), message_id, headers=sent or None))
+        telemetry.count_published(topic)
 
     async def subscribe(
         self,
@@ -468,11 +542,12 @@ class _RabbitSubscription:
                 delivery_count=count,
                 ack=functools.partial(self._ack, message),
                 reject=functools.partial(self._reject, message),
+                headers=_string_headers(headers),
             )
             if delivery.message_id and delivery.message_id in self._seen:
                 await delivery.ack()
                 continue
-            return delivery
+            return delivery._traced()
 
     @staticmethod
     async def _reject(message: Any, requeue: bool) -> None:
@@ -575,21 +650,38 @@ class RabbitMqBus:
             dedupe_window=dedupe_window,
         )
 
-    async def publish(self, topic: str, payload: bytes, message_id: str, *, mandatory: bool = False) -> None:
-        import aio_pika
-        from aio_pika.exceptions import DeliveryError, PublishError
-        from pamqp.commands import Basic
-
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        message_id: str,
+        *,
+        mandatory: bool = False,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         if self._closed:
             raise BusClosed("the bus is closed")
         _check_topic(topic)
         if not message_id:
             raise ValueError("message_id must not be empty")
+        _check_headers(headers)
+        with telemetry.publish_span(topic, headers) as sent:
+            await self._publish(topic, payload, message_id, mandatory, sent)
+        telemetry.count_published(topic)
+
+    async def _publish(
+        self, topic: str, payload: bytes, message_id: str, mandatory: bool, headers: Mapping[str, str]
+    ) -> None:
+        import aio_pika
+        from aio_pika.exceptions import DeliveryError, PublishError
+        from pamqp.commands import Basic
+
         message = aio_pika.Message(
             bytes(payload),
             message_id=message_id,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             content_type="application/octet-stream",
+            headers=dict(headers) or None,
         )
         try:
             confirmation = await self._exchange.publish(

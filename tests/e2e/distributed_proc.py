@@ -39,6 +39,7 @@ class DistributedPlatform:
     ports: dict[str, int]
     run_id: str
     vhost: str
+    metrics_ports: dict[str, int]
 
     @property
     def rest_base(self) -> str:
@@ -66,6 +67,12 @@ class DistributedPlatform:
             if key == name:
                 return int(value)
         return 0
+
+    def metrics(self, service: str) -> str:
+        """The Prometheus text exposition of a service's first instance."""
+        url = f"http://127.0.0.1:{self.metrics_ports[service]}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+            return response.read().decode()
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60) -> tuple[int, str]:
         """Send `sig` to the launcher and wait; return its exit status and the rest of its stdout."""
@@ -96,8 +103,9 @@ def start_distributed(
     _rabbitmqctl("add_vhost", vhost)
     _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
     ports = {name: free_port() for name in services}
+    metrics = {f"{name}_metrics": free_port() for name in services}
     gateway = {"gateway": free_port(), "gateway_https": free_port(), "gateway_admin": free_port()}
-    pinned = {**ports, **gateway}
+    pinned = {**ports, **metrics, **gateway}
     env = {
         **os.environ,
         "TASTYPLAT_RUN_DIR": str(run_dir),
@@ -113,6 +121,7 @@ def start_distributed(
         "TASTYPLAT_LOG_LEVEL": "WARNING",
         "TASTYPLAT_GRACE_SECONDS": "2",
         "TASTYPLAT_DRAIN_SECONDS": "0.2",
+        "TASTYPLAT_TRACES": "none",
         **(extra_env or {}),
     }
     with open(run_dir / "launcher.log", "w") as stderr:
@@ -126,7 +135,8 @@ def start_distributed(
         line = process.stdout.readline()
         if line.startswith("READY"):
             return DistributedPlatform(
-                process, run_dir, line.strip(), gateway["gateway"], gateway["gateway_admin"], ports, run_id, vhost
+                process, run_dir, line.strip(), gateway["gateway"], gateway["gateway_admin"], ports, run_id, vhost,
+                {name.removesuffix("_metrics"): port for name, port in metrics.items()},
             )
         if not line and process.poll() is not None:
             break
