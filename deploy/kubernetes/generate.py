@@ -121,6 +121,9 @@ def _config_map(name: str, port: int) -> dict[str, Any]:
         f"{prefix}DRAIN_SECONDS": str(DRAIN_SECONDS),
         f"{prefix}LOG_LEVEL": "INFO",
         "OTEL_SERVICE_NAME": name,
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://otel-collector.monitoring:{OTLP_PORT}",
+        "OTEL_TRACES_SAMPLER_ARG": "0.05",
         "TASTYPLAT_METRICS_PORT": str(METRICS_PORT),
     }
     for peer in PROFILES[name].peers:
@@ -172,7 +175,8 @@ def _deployment(name: str, port: int, profile: Profile) -> dict[str, Any]:
         "name": name,
         "image": IMAGE,
         "imagePullPolicy": "IfNotPresent",
-        "args": [f"services.{name}"],
+        # The telemetry runner installs tracing and /metrics from the environment, then runs `-m services.<svc>`.
+        "args": ["services.platform.telemetry", f"services.{name}"],
         "ports": [
             {"name": "grpc", "containerPort": port, "protocol": "TCP"},
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},

@@ -130,7 +130,7 @@ def test_service_probes_ask_the_grpc_health_service_on_its_port(service: Any) ->
     (container,) = _find(render("base"), "Deployment", service.name)["spec"]["template"]["spec"]["containers"]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"] == {"port": service.port, "service": ""}, probe
-    assert container["args"] == [f"services.{service.name}"]
+    assert container["args"] == ["services.platform.telemetry", f"services.{service.name}"]
     assert {"name": "grpc", "containerPort": service.port, "protocol": "TCP"} in container["ports"]
 
 
