@@ -107,31 +107,39 @@ cdef extern from * nogil:
     /* exp of an argument clamped to [-700, 700]: libmvec's vector exp leaves for a scalar slow path on every
        lane that under- or overflows, and the values clamped here are negligible terms of a sum (or ratios of
        a term that is dropped) */
-    static inline double tp_exp_clamped(double x) {
-        x = x > -700.0 ? x : -700.0;
-        x = x < 700.0 ? x : 700.0;
+    static inline double tp_exp_clamped(double x, double lo, double hi) {
+        x = x > lo ? x : lo;
+        x = x < hi ? x : hi;
         return exp(x);
+    }
+    /* A clamp bound gcc cannot see as a constant: with a literal, it rewrites exp(c ? x : -700) as
+       c ? exp(x) : e^-700 and calls the vector exp on the unclamped x after all (slow path included). */
+    static inline double tp_opaque(double v) {
+        __asm__("" : "+x"(v));
+        return v;
     }
     /* ln N(x) and the inverse Mills ratio n(x)/N(x) for n <= TP_BVN_MAX lanes, vectorized */
     static void tp_ln_ncdf_batch(int n, const double *__restrict__ x, double *__restrict__ f0,
                                  double *__restrict__ mills) {
+        const double lo = tp_opaque(-700.0), hi = tp_opaque(700.0), tail = tp_opaque(-30.0);
         for (int i = 0; i < n; i++) {
-            double xc = x[i] > -30.0 ? x[i] : -30.0;
+            double xc = x[i] > tail ? x[i] : tail;
             f0[i] = log(0.5 * erfc(-xc * 0.70710678118654752440));
         }
         for (int i = 0; i < n; i++)
             if (!(x[i] > -30.0)) f0[i] = tp_ln_ncdf_tail(x[i]);
         for (int i = 0; i < n; i++)
-            mills[i] = tp_exp_clamped(-0.5 * x[i] * x[i] - 0.91893853320467274178 - f0[i]);
+            mills[i] = tp_exp_clamped(-0.5 * x[i] * x[i] - 0.91893853320467274178 - f0[i], lo, hi);
     }
     /* exp of n lanes, vectorized: the values of the 2002 price's terms. A term below e^-708 (1e-307, far
        below any price's resolution) is 0: libmvec would leave for its scalar slow path to form a subnormal.
        NaN stays NaN. */
     static void tp_exp_batch(int n, const double *__restrict__ x, double *__restrict__ out) {
+        const double lo = tp_opaque(-708.0);
         for (int i = 0; i < n; i++) {
-            double xc = x[i] < -708.0 ? -708.0 : x[i];
+            double xc = x[i] < lo ? lo : x[i];
             double e = exp(xc);
-            out[i] = x[i] < -708.0 ? 0.0 : e;
+            out[i] = x[i] < lo ? 0.0 : e;
         }
     }
     /* For n <= TP_BVN_MAX pairs (a, b) with correlation +rho (neg[i] = 0) or -rho (neg[i] = 1): lm = ln M,
@@ -143,6 +151,7 @@ cdef extern from * nogil:
                                 const double *__restrict__ inv1, double *__restrict__ lm,
                                 double *__restrict__ ra, double *__restrict__ rb, double *__restrict__ rab) {
         double x[4 * TP_BVN_MAX], l[4 * TP_BVN_MAX], m[TP_BVN_MAX], acc[TP_BVN_MAX];
+        const double lo = tp_opaque(-700.0), hi = tp_opaque(700.0), tail = tp_opaque(-30.0);
         for (int i = 0; i < n; i++) {
             double r = neg[i] != 0.0 ? -rho : rho;
             x[i] = a[i];
@@ -154,7 +163,7 @@ cdef extern from * nogil:
             for (int i = 0; i < n; i++) {
                 /* clamped so that erfc never underflows into log(0), a slow path of libmvec's log */
                 double xc = x[g * TP_BVN_MAX + i];
-                xc = xc > -30.0 ? xc : -30.0;
+                xc = xc > tail ? xc : tail;
                 l[g * TP_BVN_MAX + i] = log(0.5 * erfc(-xc * 0.70710678118654752440));
             }
         for (int g = 0; g < 4; g++)
@@ -179,10 +188,10 @@ cdef extern from * nogil:
             }
         }
         for (int j = 0; j < 20; j++)
-            for (int i = 0; i < n; i++) acc[i] += tp_exp_clamped(e[j][i] - m[i]);
+            for (int i = 0; i < n; i++) acc[i] += tp_exp_clamped(e[j][i] - m[i], lo, hi);
         for (int i = 0; i < n; i++) {
             /* clamping is exact here: below -700, t is nil beside acc >= 1 (the largest node term is 1) */
-            double t = tp_exp_clamped(l[i] + l[TP_BVN_MAX + i] - m[i]);
+            double t = tp_exp_clamped(l[i] + l[TP_BVN_MAX + i] - m[i], lo, hi);
             double s = neg[i] != 0.0 ? t - acc[i] : t + acc[i];
             /* the negative-correlation correction can cancel N(a) N(b) below resolution: M is negligible */
             lm[i] = s > 0.0 ? m[i] + log(s) : -INFINITY;
@@ -192,9 +201,9 @@ cdef extern from * nogil:
             double lpb = -0.5 * b[i] * b[i] - 0.91893853320467274178;
             double ua = x[2 * TP_BVN_MAX + i];
             double lpua = -0.5 * ua * ua - 0.91893853320467274178;
-            ra[i] = tp_exp_clamped(lpa + l[2 * TP_BVN_MAX + i] - lm[i]);
-            rb[i] = tp_exp_clamped(lpb + l[3 * TP_BVN_MAX + i] - lm[i]);
-            rab[i] = tp_exp_clamped(lpa + lpua - lm[i]) / rho_c;
+            ra[i] = tp_exp_clamped(lpa + l[2 * TP_BVN_MAX + i] - lm[i], lo, hi);
+            rb[i] = tp_exp_clamped(lpb + l[3 * TP_BVN_MAX + i] - lm[i], lo, hi);
+            rab[i] = tp_exp_clamped(lpa + lpua - lm[i], lo, hi) / rho_c;
         }
     }
 
