@@ -483,6 +483,9 @@ export class App {
       this.selectedWatch = created.watchId;
       this.views?.renderWatches();
       this.render();
+      // A watch created outside its band alerts on its first evaluation, which can reach the alert stream
+      // before this response: fetch its state now if so.
+      if ([...this.alerts.values()].some((a) => a.watchId === created.watchId)) void this.refreshWatch(created.watchId);
       return "";
     } catch (e) {
       return describe(e);

@@ -186,6 +186,11 @@ def test_sign_in_watch_alert_acknowledge_and_reload(
         expect(alerts.first).to_have_attribute("data-state", "ALERT_STATE_ACKNOWLEDGED")
         expect(page.locator("#email")).to_have_count(0)
         expect(page.get_by_test_id("scenario-state")).to_contain_text("P&L against", timeout=20_000)
+        # The scenario grid: 5 volatility shifts x 9 price moves, zero P&L at no move and no shift.
+        rows = page.get_by_test_id("scenario-table").locator("tbody tr")
+        expect(rows).to_have_count(5)
+        expect(rows.nth(2).locator("td")).to_have_count(9)
+        expect(rows.nth(2).locator("td").nth(4)).to_have_text("$0")
         page.wait_for_timeout(2_500)  # two chart samples apart
         laptop = tmp_path / "3-after-reload-laptop.png"
         page.screenshot(path=str(laptop), full_page=True)
