@@ -131,6 +131,10 @@ cdef extern from * nogil:
         for (int i = 0; i < n; i++)
             mills[i] = tp_exp_clamped(-0.5 * x[i] * x[i] - 0.91893853320467274178 - f0[i], lo, hi);
     }
+    /* log of n lanes, vectorized */
+    static void tp_log_batch(int n, const double *__restrict__ x, double *__restrict__ out) {
+        for (int i = 0; i < n; i++) out[i] = log(x[i]);
+    }
     /* exp of n lanes, vectorized: the values of the 2002 price's terms. A term below e^-708 (1e-307, far
        below any price's resolution) is 0: libmvec would leave for its scalar slow path to form a subnormal.
        NaN stays NaN. */
@@ -151,7 +155,7 @@ cdef extern from * nogil:
                                 const double *__restrict__ inv1, double *__restrict__ lm,
                                 double *__restrict__ ra, double *__restrict__ rb, double *__restrict__ rab) {
         double x[4 * TP_BVN_MAX], l[4 * TP_BVN_MAX], m[TP_BVN_MAX], acc[TP_BVN_MAX];
-        const double lo = tp_opaque(-700.0), hi = tp_opaque(700.0), tail = tp_opaque(-30.0);
+        const double lo = tp_opaque(-700.0), hi = tp_opaque(700.0), tail = tp_opaque(-30.0), one = tp_opaque(1.0);
         for (int i = 0; i < n; i++) {
             double r = neg[i] != 0.0 ? -rho : rho;
             x[i] = a[i];
@@ -194,7 +198,9 @@ cdef extern from * nogil:
             double t = tp_exp_clamped(l[i] + l[TP_BVN_MAX + i] - m[i], lo, hi);
             double s = neg[i] != 0.0 ? t - acc[i] : t + acc[i];
             /* the negative-correlation correction can cancel N(a) N(b) below resolution: M is negligible */
-            lm[i] = s > 0.0 ? m[i] + log(s) : -INFINITY;
+            /* (log of a stand-in 1 there: a negative argument would take libmvec's scalar slow path) */
+            double sl = log(s > 0.0 ? s : one);
+            lm[i] = s > 0.0 ? m[i] + sl : -INFINITY;
         }
         for (int i = 0; i < n; i++) {
             double lpa = -0.5 * a[i] * a[i] - 0.91893853320467274178;
@@ -353,6 +359,7 @@ cdef extern from * nogil:
     enum: TP_BVN_MAX
     void tp_ln_ncdf_batch(int n, const double* x, double* f0, double* mills)
     void tp_exp_batch(int n, const double* x, double* out)
+    void tp_log_batch(int n, const double* x, double* out)
     void tp_ln_bvn_batch(int n, const double* a, const double* b, const double* neg, double rho, double rho_c,
                          const double* lna, const double* sn0, const double* inv0, const double* sn1,
                          const double* inv1, double* lm, double* ra, double* rb, double* rab)
@@ -907,6 +914,12 @@ cdef inline J _jexp_from(J a, double e) noexcept nogil:
     return japply(a, e, e, e)
 
 
+cdef inline J _jlog_from(J a, double lv) noexcept nogil:
+    # ln |a| as a jet, given lv = ln |a.v| (from a batch); as jlog / jlogabs.
+    cdef double inv = 1.0 / a.v
+    return japply(a, lv, inv, -inv * inv)
+
+
 cdef inline J _jlnncdf_from(J a, double f0, double mills) noexcept nogil:
     # ln N(a) as a jet, given f0 = ln N(a.v) and the inverse Mills ratio (from a batch); as jlnncdf.
     return japply(a, f0, mills, -mills * (a.v + mills))
@@ -1030,20 +1043,38 @@ cdef J _bs2002_call(J S, J X, J T, J r, J b, J v) noexcept nogil:
         return jsub(S, X)
     cdef J one = jc(1.0)
     cdef J zero = jc(0.0)
-    cdef J ls_i1 = jlog(jdiv(S, i1))
-    cdef J ls_i2 = jlog(jdiv(S, i2))
-    cdef J li2_i1 = jlog(jdiv(i2, i1))
-    cdef J ls_x = jlog(jdiv(S, X))
-    cdef J li1_x = jlog(jdiv(i1, X))
-    cdef J li2_x = jlog(jdiv(i2, X))
-    cdef J ln_s = jlog(S)
-    cdef J ln_x = jlog(X)
+    # The ten logarithms of the formula are taken in one vectorized batch.
+    cdef J la[10]
+    cdef double lx[10]
+    cdef double lv[10]
+    cdef int i
+    la[0] = jdiv(S, i1)
+    la[1] = jdiv(S, i2)
+    la[2] = jdiv(i2, i1)
+    la[3] = jdiv(S, X)
+    la[4] = jdiv(i1, X)
+    la[5] = jdiv(i2, X)
+    la[6] = S
+    la[7] = X
+    la[8] = jsub(i1, X)
+    la[9] = jsub(i2, X)
+    for i in range(10):
+        lx[i] = fabs(la[i].v)
+    tp_log_batch(10, lx, lv)
+    cdef J ls_i1 = _jlog_from(la[0], lv[0])
+    cdef J ls_i2 = _jlog_from(la[1], lv[1])
+    cdef J li2_i1 = _jlog_from(la[2], lv[2])
+    cdef J ls_x = _jlog_from(la[3], lv[3])
+    cdef J li1_x = _jlog_from(la[4], lv[4])
+    cdef J li2_x = _jlog_from(la[5], lv[5])
+    cdef J ln_s = _jlog_from(la[6], lv[6])
+    cdef J ln_x = _jlog_from(la[7], lv[7])
     # alpha_k S^beta = (I_k - X) (S/I_k)^beta, kept in logs (beta is large when vol is small) with the sign
     # apart: when b T + 2 v sqrt(T) < 0 the 2002 triggers fall below the strike and alpha_k < 0.
     cdef double sg1 = 1.0 if i1.v >= X.v else -1.0
     cdef double sg2 = 1.0 if i2.v >= X.v else -1.0
-    cdef J la1 = jadd(jlogabs(jsub(i1, X)), jmul(beta, ls_i1))
-    cdef J la2 = jadd(jlogabs(jsub(i2, X)), jmul(beta, ls_i2))
+    cdef J la1 = jadd(_jlog_from(la[8], lv[8]), jmul(beta, ls_i1))
+    cdef J la2 = jadd(_jlog_from(la[9], lv[9]), jmul(beta, ls_i2))
     # Transcendentals run in batches (vectorized): the phi terms' 12 ln N, the psi terms' 20 bivariate normals,
     # then the exponentials of all 33 terms; the terms are summed in the formula's order.
     cdef J pd[PHI_TERMS * 2]
@@ -1052,7 +1083,6 @@ cdef J _bs2002_call(J S, J X, J T, J r, J b, J v) noexcept nogil:
     cdef double ev[1 + PHI_TERMS * 2 + PSI_TERMS * 4]
     cdef double f0[PHI_TERMS * 2]
     cdef double mills[PHI_TERMS * 2]
-    cdef int i
     # gamma takes three values (beta, 1, 0) over the 11 terms: their gamma-only parts are formed once.
     cdef GamTerms g_beta, g_one, g_zero
     _gam_terms(beta, t1, T, &p, &g_beta)
