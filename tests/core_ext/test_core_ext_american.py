@@ -158,3 +158,64 @@ def test_american_scalar_implied_volatility_matches_array() -> None:
     p = greeks("put", 100.0, 105.0, 0.4, 0.27, 0.05, 0.01, style="american").price
     one = implied_volatility("put", p, 100.0, 105.0, 0.4, 0.05, 0.01, style="american")
     assert one == pytest.approx(0.27, rel=1e-11)
+
+
+def _scenario_cases(n: int, seed: int) -> list[tuple[str, float, float, float, float, float, float]]:
+    # The portfolio scenario grid's corner of the input space: spot moved +-20 %, vols shifted down to 2 %,
+    # a day to half a year left, small dividend yields; where far-tail terms of the 2002 formula underflow and
+    # the vectorized batches clamp them.
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        spot = 100.0 * float(rng.uniform(0.8, 1.2))
+        strike = 100.0 * float(rng.uniform(0.8, 1.2))
+        t = float(rng.uniform(1.0, 180.0)) / 365.0
+        vol = float(rng.uniform(0.02, 0.7))
+        out.append(("call" if i % 2 else "put", spot, strike, t, vol, 0.045, float(rng.uniform(0.001, 0.03))))
+    return out
+
+
+@pytest.mark.parametrize("case", _scenario_cases(24, 20261125))
+def test_price_matches_independent_bs2002_on_scenario_grid_inputs(
+    case: tuple[str, float, float, float, float, float, float],
+) -> None:
+    kind, spot, strike, t, vol, r, q = case
+    with mp.workdps(DPS):
+        ref = float(american_price(kind, spot, strike, t, vol, r, q))
+    got = greeks(kind, spot, strike, t, vol, r, q, style="american").price  # type: ignore[arg-type]
+    assert abs(got - ref) <= max(1e-10 * abs(ref), 1e-12 * spot), case
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("put", 120.0, 80.0, 7 / 365, 0.02, 0.045, 0.01),     # far out of the money at 2 % vol: terms underflow
+        ("put", 80.0, 96.0, 30 / 365, 0.03, 0.045, 0.02),     # deep in the money, low vol, near the trigger
+        ("call", 120.0, 100.0, 60 / 365, 0.02, 0.045, 0.03),  # a call on a dividend payer beyond its trigger
+        ("call", 80.0, 100.0, 1 / 365, 0.05, 0.045, 0.02),    # one day left, far out of the money
+    ],
+)
+def test_greeks_match_differentiated_bs2002_in_far_tails(
+    case: tuple[str, float, float, float, float, float, float],
+) -> None:
+    ref = reference_greeks(bs2002_price, *case)
+    kind, spot, strike, t, vol, r, q = case
+    got = greeks(kind, spot, strike, t, vol, r, q, style="american")  # type: ignore[arg-type]
+    scales = {"price": spot, "delta": 1.0, "gamma": 1 / spot, "vega": spot, "theta": spot, "rho": spot,
+              "vanna": 1.0, "charm": 1.0}
+    for f in FIELDS:
+        a, b = getattr(got, f), getattr(ref, f)
+        assert abs(a - b) <= max(1e-9 * abs(b), 1e-12 * scales[f]), (f, a, b)
+
+
+def test_american_array_matches_scalar_on_scenario_grid_inputs() -> None:
+    # The array kernel and the scalar API run the same batched code: equal to the last bit.
+    cases = _scenario_cases(200, 7)
+    is_call = np.array([c[0] == "call" for c in cases])
+    cols = [np.array([c[k] for c in cases]) for k in range(1, 7)]
+    g = greeks_array(is_call, *cols, style="american")
+    assert np.all(g.status == Status.OK)
+    for i, c in enumerate(cases):
+        one = greeks(c[0], *c[1:], style="american")  # type: ignore[arg-type]
+        for f in FIELDS:
+            assert getattr(g, f)[i] == getattr(one, f), (f, c)
