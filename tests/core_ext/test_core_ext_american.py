@@ -212,8 +212,8 @@ def test_american_array_matches_scalar_on_scenario_grid_inputs() -> None:
     # The array kernel and the scalar API run the same batched code: equal to the last bit.
     cases = _scenario_cases(200, 7)
     is_call = np.array([c[0] == "call" for c in cases])
-    cols = [np.array([c[k] for c in cases]) for k in range(1, 7)]
-    g = greeks_array(is_call, *cols, style="american")
+    spot, strike, t, vol, r, q = (np.array([c[k] for c in cases]) for k in range(1, 7))
+    g = greeks_array(is_call, spot, strike, t, vol, r, q, style="american")
     assert np.all(g.status == Status.OK)
     for i, c in enumerate(cases):
         one = greeks(c[0], *c[1:], style="american")  # type: ignore[arg-type]
