@@ -13,6 +13,7 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 from gateway.certs import CLIENT_SPIFFE_PREFIX, Pki
+from services.platform.catalogue import PUBLIC_RPCS
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 UPSTREAM_CLUSTER = "tastyplat_grpc"
@@ -25,10 +26,7 @@ JWT_PROVIDER = "tastyplat_user"
 # client cannot forge them (services verify the JWT themselves as well; see README, "Identity").
 IDENTITY_HEADERS = ("x-jwt-sub", "x-jwt-payload")
 # RPCs callable without an access token (sign-up, login, refresh, password reset, the JWKS itself).
-PUBLIC_METHODS = tuple(
-    f"tastyplat.user.v1.UserService.{rpc}"
-    for rpc in ("CreateUser", "Login", "RefreshToken", "RequestPasswordReset", "ResetPassword", "GetJwks")
-)
+PUBLIC_METHODS = tuple(f"{service}.{rpc}" for service, rpc in PUBLIC_RPCS)
 # Batches of 100,000 options exceed gRPC's and Envoy's defaults (4 MiB / 1 MiB); see the calculator contract.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 

@@ -240,6 +240,7 @@ def service_environment(
         "PEER_AUTH_KEY_ID": secrets.peer_auth_key_id,
         "PEER_AUTH_DATABASE_URL": settings.database_url,
         "PEER_AUTH_DATABASE_SCHEMA": f"{settings.schema_prefix}_peer_auth" if settings.schema_prefix else "peer_auth",
+        "PEER_AUTH_USER_SERVICE_TARGET": topology.address("user"),
     }
     for key, value in peer_auth.items():
         environment[key] = inherited.get(key, value)

@@ -57,6 +57,13 @@ class ServiceEntry:
         )
 
 
+# RPCs anyone may call without an access token (sign-up, login, refresh, password reset, the JWKS itself): the
+# gateway skips its JWT check on them and peer authentication lets them through unsigned.
+PUBLIC_RPCS: tuple[tuple[str, str], ...] = tuple(
+    ("tastyplat.user.v1.UserService", rpc)
+    for rpc in ("CreateUser", "Login", "RefreshToken", "RequestPasswordReset", "ResetPassword", "GetJwks")
+)
+
 _ISSUE_4 = "core_ext: the compiled pricing core, and the calculator service on top of it"
 _ISSUE_5 = "The front door: Envoy gateway and the user service"
 _ISSUE_6 = "Live data: the Tastytrade integration and the market data service"

@@ -932,6 +932,66 @@ class PeerAuth:
         return signing_interceptors(self.signer)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ProcessPeerAuthSettings(PeerAuthSettings):
+    """Peer authentication of one service process, with what it needs to verify user tokens on unsigned calls.
+
+    Attributes:
+        user_service_target: ``PEER_AUTH_USER_SERVICE_TARGET``: where the user service publishes its JWKS.
+        jwt_issuer: ``PEER_AUTH_JWT_ISSUER``: ``iss`` of access tokens.
+        jwt_audience: ``PEER_AUTH_JWT_AUDIENCE``: ``aud`` of access tokens.
+    """
+
+    user_service_target: str = env("PEER_AUTH_USER_SERVICE_TARGET", default="127.0.0.1:8084", absolute=True)
+    jwt_issuer: str = env("PEER_AUTH_JWT_ISSUER", default="https://user.tastyplat", absolute=True)
+    jwt_audience: str = env("PEER_AUTH_JWT_AUDIENCE", default="tastyplat", absolute=True)
+
+
+def process_peer_auth(environ: Mapping[str, str]) -> Callable[[], PeerAuth] | None:
+    """Read a service process's peer authentication from ``environ``; used by ``serve()`` for every
+    ``python -m services.<svc>``.
+
+    Peer authentication is required (``PEER_AUTH_MODE=required``, the default): a missing ``PEER_AUTH_*``
+    setting stops start-up naming it. ``PEER_AUTH_MODE=off`` turns it off explicitly, for development only, and
+    says so in the log.
+
+    Returns:
+        A factory to call inside the event loop (it opens a channel), or None when turned off.
+    """
+    from services.platform.catalogue import PUBLIC_RPCS
+    from services.platform.settings import exit_on_settings_error
+
+    mode = environ.get("PEER_AUTH_MODE", "required")
+    if mode == "off":
+        log.warning("peer authentication is OFF (PEER_AUTH_MODE=off): for development only")
+        return None
+    if mode != "required":
+        print(f"configuration error: PEER_AUTH_MODE must be 'required' or 'off', got {mode!r}", file=sys.stderr)
+        raise SystemExit(2)
+    settings = exit_on_settings_error(ProcessPeerAuthSettings, environ)
+
+    def build() -> PeerAuth:
+        from services.platform.clock import SystemClock
+        from services.platform.identity import GrpcJwksSource, JwtAuthenticator
+        from services.platform.peers import create_channel
+
+        clock = SystemClock()
+        jwks = GrpcJwksSource(create_channel(settings.user_service_target))
+        tokens = JwtAuthenticator(jwks, issuer=settings.jwt_issuer, audience=settings.jwt_audience, clock=clock)
+
+        async def bearer(token: str) -> object:
+            return await tokens.authenticate(f"Bearer {token}")
+
+        return peer_auth_from_settings(
+            settings,
+            clock=clock,
+            bearer_verifier=bearer,
+            public_methods=[f"/{service}/{rpc}" for service, rpc in PUBLIC_RPCS],
+        )
+
+    return build
+
+
 def peer_auth_from_settings(
     settings: PeerAuthSettings,
     *,

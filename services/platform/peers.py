@@ -168,11 +168,25 @@ def create_channel(
     all_interceptors = [
         *peer_call_interceptors(default_timeout=default_timeout, default_stream_timeout=default_stream_timeout),
         *interceptors,
+        *(_process_interceptors() if _process_interceptors is not None else ()),
     ]
     options = [*channel_options(max_message_bytes), *extra_options]
     if credentials is None:
         return grpc.aio.insecure_channel(target, options=options, interceptors=all_interceptors)
     return grpc.aio.secure_channel(target, credentials, options=options, interceptors=all_interceptors)
+
+
+_process_interceptors: Callable[[], Sequence[grpc.aio.ClientInterceptor]] | None = None
+
+
+def use_process_interceptors(factory: Callable[[], Sequence[grpc.aio.ClientInterceptor]] | None) -> None:
+    """Add ``factory()``'s interceptors to every peer channel this process opens from now on.
+
+    ``serve()`` uses it so that every peer call of a service process is signed (peer authentication) without
+    each wiring having to pass the signer along; None removes them.
+    """
+    global _process_interceptors
+    _process_interceptors = factory
 
 
 def create_channel_from_settings(

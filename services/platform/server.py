@@ -13,6 +13,7 @@ service (``python -m services.<svc>``) and the embedded runner that puts all eig
 from __future__ import annotations
 
 import asyncio
+import os
 import contextlib
 import logging
 import signal
@@ -437,11 +438,22 @@ def serve(
         SystemExit: With status 1 when wiring, binding or a start hook failed (the cause is logged).
     """
     configure_logging(settings.log_level)
+    from services.platform import peers
+    from services.platform.peer_auth import process_peer_auth
+
+    peer_auth = process_peer_auth(os.environ)
 
     async def main() -> None:
+        auth = peer_auth() if peer_auth is not None else None
+        if auth is not None:
+            # Every peer channel the wiring opens signs its calls with this process's key.
+            peers.use_process_interceptors(auth.client_interceptors)
         registrations = await wire()
-        shared = await adapters() if adapters is not None else ()
-        extra = interceptors() if interceptors is not None else ()
+        shared = [*(await adapters() if adapters is not None else ())]
+        extra = [*(interceptors() if interceptors is not None else ())]
+        if auth is not None:
+            shared.insert(0, auth.adapter)
+            extra.insert(0, auth.server_interceptor)
         server = build_server(registrations, settings, adapters=shared, interceptors=extra)
         await run_until_signal(server, on_ready=on_ready)
 

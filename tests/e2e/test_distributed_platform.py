@@ -284,6 +284,34 @@ def _alive(pid: int) -> bool:
         return False
 
 
+async def test_a_direct_unsigned_call_to_a_service_port_is_refused(platform: DistributedPlatform) -> None:
+    # Past the gateway, a call needs a peer signature or a user token the service verifies itself.
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    from tastyplat.calculator.v1 import calculator_service_pb2 as pb
+    from tastyplat.calculator.v1 import calculator_service_pb2_grpc as pb_grpc
+
+    async with grpc.aio.insecure_channel(platform.target("calculator")) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await pb_grpc.CalculatorServiceStub(channel).ComputeGreeks(pb.ComputeGreeksRequest(), timeout=10)
+    status = rpc_status.from_call(caught.value)  # type: ignore[arg-type]
+    info = error_details_pb2.ErrorInfo()
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert status is not None and status.details[0].Unpack(info) and info.reason == "PEER_SIGNATURE_MISSING"
+
+
+async def test_a_direct_call_with_a_user_token_is_verified_by_the_service(platform: DistributedPlatform, alice: dict) -> None:
+    from tastyplat.user.v1 import user_service_pb2 as user_pb
+    from tastyplat.user.v1 import user_service_pb2_grpc as user_grpc
+
+    async with grpc.aio.insecure_channel(platform.target("user")) as channel:
+        reply = await user_grpc.UserServiceStub(channel).GetUser(
+            user_pb.GetUserRequest(user_id="me"), metadata=(("authorization", f"Bearer {alice['access_token']}"),), timeout=10
+        )
+    assert reply.user.user_id == alice["user_id"]
+
+
 def test_sigterm_stops_every_process_and_frees_every_port(platform: DistributedPlatform) -> None:
     pids = [row["pid"] for row in platform.process_table()]
     started = time.monotonic()
@@ -294,3 +322,4 @@ def test_sigterm_stops_every_process_and_frees_every_port(platform: DistributedP
     assert not [pid for pid in pids if _alive(pid)]
     ports = [*platform.ports.values(), platform.gateway_port, platform.admin_port]
     assert all(_port_free(port) for port in ports)
+

@@ -220,6 +220,7 @@ def _free_port() -> int:
 
 def _environment(**values: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("USER_")}
+    env["PEER_AUTH_MODE"] = "off"  # this process test is about the user service; peer auth is tested apart
     env.update(values)
     return env
 
