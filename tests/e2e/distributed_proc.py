@@ -141,7 +141,7 @@ def start_distributed(
         if not line and process.poll() is not None:
             break
     process.kill()
-    process.wait()
+    process.communicate()  # waits and closes the stdout pipe
     cleanup(run_id, vhost)
     raise AssertionError(f"no READY line; launcher log:\n{(run_dir / 'launcher.log').read_text()[-6000:]}")
 

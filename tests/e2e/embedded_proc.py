@@ -105,5 +105,5 @@ def start_embedded(run_dir: pathlib.Path, timeout: float = 120) -> EmbeddedPlatf
         if not line and process.poll() is not None:
             break
     process.kill()
-    process.wait()
+    process.communicate()  # waits and closes the stdout pipe
     raise AssertionError(f"no READY line; stderr:\n{(run_dir / 'stderr.log').read_text()[-4000:]}")
