@@ -7,9 +7,6 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 SOURCES := pyproject.toml setup.py $(shell find proto third_party core_ext -name '*.proto' -o -name '*.pyx' -o -name '*.pxd' 2>/dev/null)
 
-certs: install
-	$(PY) -m gateway.certs .run/certs
-
 .PHONY: certs run test install lint-proto breaking-proto backends pytest bench run-distributed clean dashboard dashboard-test
 
 $(PY):
@@ -21,6 +18,10 @@ $(VENV)/.installed: $(PY) $(SOURCES)
 	touch $@
 
 install: $(VENV)/.installed
+
+# The development CA, server and client certificates of the gateway's mTLS listener (make run writes them too).
+certs: install
+	$(PY) -m gateway.certs .run/certs
 
 run: install dashboard
 	$(PY) -m services.embedded
@@ -63,8 +64,13 @@ breaking-proto: install
 pytest: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install
-	$(PY) benchmarks/run_all.py
+# Every benchmark, one after the other (each prints its figures and ratios; see benchmarks/*/README.md).
+bench: install backends
+	$(PY) benchmarks/core_ext/bench_core_ext.py
+	$(PY) benchmarks/calculator/bench_batch_rpc.py
+	$(PY) benchmarks/marketdata/bench_streams.py
+	$(PY) benchmarks/deltamonitor/bench_deltamonitor.py
+	$(PY) benchmarks/portfolio/bench_portfolio.py
 
 clean:
 	rm -rf $(VENV) build gen *.egg-info core_ext/*.so core_ext/_bsm.c dashboard/dist dashboard/node_modules
