@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import asyncpg
 
@@ -66,3 +67,59 @@ async def open_migrated_pool(
         await pool.close()
         raise
     return pool
+
+
+class SchemaStore:
+    """Base of a service's PostgreSQL store: a pool on the service's own schema, migrated by ``start``.
+
+    Subclasses set ``MIGRATIONS`` (never edit or reorder one that has shipped), ``DEFAULT_SCHEMA``, ``UNAVAILABLE``
+    (the service's "database unavailable" error) and ``WHAT`` (for messages), then use ``self.pool``.
+    """
+
+    MIGRATIONS: ClassVar[Sequence[str]] = ()
+    DEFAULT_SCHEMA: ClassVar[str] = ""
+    UNAVAILABLE: ClassVar[Callable[[str], Exception]]
+    WHAT: ClassVar[str] = "the database"
+
+    def __init__(self, dsn: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 5) -> None:
+        """Configure the store (``start`` connects).
+
+        Raises:
+            ValueError: ``schema`` is not a plain lower-case identifier.
+        """
+        schema = self.DEFAULT_SCHEMA if schema is None else schema
+        if not _SCHEMA.match(schema):
+            raise ValueError(f"invalid schema name {schema!r}")
+        self._dsn = dsn
+        self._schema = schema
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool (after ``start``)."""
+        if self._pool is None:
+            raise type(self).UNAVAILABLE(f"{self.WHAT} is not connected")
+        return self._pool
+
+    async def start(self) -> None:
+        """Connect and bring the schema up to date.
+
+        Raises:
+            Exception: the service's ``UNAVAILABLE`` error when PostgreSQL cannot be reached.
+        """
+        self._pool = await open_migrated_pool(
+            self._dsn,
+            self._schema,
+            self.MIGRATIONS,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            unavailable=type(self).UNAVAILABLE,
+        )
+
+    async def close(self) -> None:
+        """Close the pool."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

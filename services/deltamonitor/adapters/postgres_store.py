@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -32,11 +31,10 @@ from services.deltamonitor.ports import (
     OutboxEntry,
     WatchCursor,
 )
-from services.platform.postgres import open_migrated_pool
+from services.platform.postgres import SchemaStore
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
-_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 # Applied in order at start-up, each once, under an advisory lock (replicas may start together).
 MIGRATIONS: tuple[str, ...] = (
@@ -90,50 +88,13 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
-class PostgresStore:
+class PostgresStore(SchemaStore):
     """The store on PostgreSQL, in its own schema."""
 
-    def __init__(self, dsn: str, *, schema: str = "deltamonitor", min_size: int = 1, max_size: int = 5) -> None:
-        """Configure the store (``start`` connects).
-
-        Raises:
-            ValueError: ``schema`` is not a plain lower-case identifier.
-        """
-        if not _SCHEMA.match(schema):
-            raise ValueError(f"invalid schema name {schema!r}")
-        self._dsn = dsn
-        self._schema = schema
-        self._min_size = min_size
-        self._max_size = max_size
-        self._pool: asyncpg.Pool | None = None
-
-    @property
-    def pool(self) -> asyncpg.Pool:
-        """The connection pool (after ``start``)."""
-        if self._pool is None:
-            raise DatabaseUnavailable("the alert database is not connected")
-        return self._pool
-
-    async def start(self) -> None:
-        """Connect and bring the schema up to date.
-
-        Raises:
-            DatabaseUnavailable: PostgreSQL cannot be reached.
-        """
-        self._pool = await open_migrated_pool(
-            self._dsn,
-            self._schema,
-            MIGRATIONS,
-            min_size=self._min_size,
-            max_size=self._max_size,
-            unavailable=DatabaseUnavailable,
-        )
-
-    async def close(self) -> None:
-        """Close the pool."""
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+    MIGRATIONS = MIGRATIONS
+    DEFAULT_SCHEMA = "deltamonitor"
+    UNAVAILABLE = DatabaseUnavailable
+    WHAT = "the alert database"
 
     # ------------------------------------------------------------------------------------------- watches
 

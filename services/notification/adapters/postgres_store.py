@@ -7,7 +7,6 @@ any provider call, moved by compare-and-set updates that check the status and th
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -29,11 +28,10 @@ from services.notification.domain.model import (
     Severity,
 )
 from services.notification.ports import DeliveryQuery
-from services.platform.postgres import open_migrated_pool
+from services.platform.postgres import SchemaStore
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
-_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _DB_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
 MIGRATIONS: tuple[str, ...] = (
@@ -174,50 +172,13 @@ def _delivery(row: asyncpg.Record) -> Delivery:
     )
 
 
-class PostgresStore:
+class PostgresStore(SchemaStore):
     """The notification store on PostgreSQL, in its own schema."""
 
-    def __init__(self, dsn: str, *, schema: str = "notification", min_size: int = 1, max_size: int = 5) -> None:
-        """Configure the store (``start`` connects).
-
-        Raises:
-            ValueError: ``schema`` is not a plain identifier.
-        """
-        if not _SCHEMA.match(schema):
-            raise ValueError(f"invalid schema name {schema!r}")
-        self._dsn = dsn
-        self._schema = schema
-        self._min_size = min_size
-        self._max_size = max_size
-        self._pool: asyncpg.Pool | None = None
-
-    @property
-    def pool(self) -> asyncpg.Pool:
-        """The pool (after ``start``)."""
-        if self._pool is None:
-            raise DatabaseUnavailable("the notification database is not connected")
-        return self._pool
-
-    async def start(self) -> None:
-        """Connect and migrate.
-
-        Raises:
-            DatabaseUnavailable: PostgreSQL cannot be reached.
-        """
-        self._pool = await open_migrated_pool(
-            self._dsn,
-            self._schema,
-            MIGRATIONS,
-            min_size=self._min_size,
-            max_size=self._max_size,
-            unavailable=DatabaseUnavailable,
-        )
-
-    async def close(self) -> None:
-        """Close the pool."""
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+    MIGRATIONS = MIGRATIONS
+    DEFAULT_SCHEMA = "notification"
+    UNAVAILABLE = DatabaseUnavailable
+    WHAT = "the notification database"
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         try:
