@@ -45,6 +45,7 @@ MAIN = textwrap.dedent(
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEMO_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    env["PEER_AUTH_MODE"] = "off"  # the process lifecycle is under test here; peer auth has its own tests
     env.update(extra)
     return env
 
