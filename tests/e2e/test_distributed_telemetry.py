@@ -212,8 +212,15 @@ def test_metrics_endpoints_count_rpcs_by_method_and_code(
 ) -> None:
     missing = httpx.get(f"{platform.rest_base}/v1/watches/nope", headers=_auth(trader), timeout=10)
     assert missing.status_code == 404
-    text = platform.metrics("deltamonitor")
     service = "tastyplat.deltamonitor.v1.DeltaMonitorService"
+    # The server records a call once its response has gone out, so the scrape may be a moment early.
+    deadline = time.monotonic() + 10
+    while True:
+        text = platform.metrics("deltamonitor")
+        labels = {"grpc_service": service, "grpc_method": "GetWatch", "grpc_code": "NOT_FOUND"}
+        if _sample(text, "tastyplat_rpc_server_handled_total", **labels) >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert _sample(text, "tastyplat_rpc_server_handled_total", grpc_service=service, grpc_method="CreateWatch",
                    grpc_code="OK") >= 1
     assert _sample(text, "tastyplat_rpc_server_handled_total", grpc_service=service, grpc_method="GetWatch",

@@ -178,6 +178,9 @@ _UNAVAILABLE = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
+    # A backend terminated while asyncpg was mid-protocol on that connection surfaces as this, not as a closed
+    # connection; the pool replaces the connection, so the next call succeeds.
+    asyncpg.InternalClientError,
 )
 
 

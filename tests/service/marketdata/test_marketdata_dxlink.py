@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 
+import grpc
 import pytest
 from tastyplat.marketdata.v1 import marketdata_service_pb2 as pb
 from tastyplat.marketdata.v1 import marketdata_service_pb2_grpc as pb_grpc
@@ -95,11 +96,16 @@ async def test_stream_quotes_from_dxlink_survive_a_dropped_connection(
         await dxlink.publish_quote("SPY", 501.0, 501.02)
         second = await _next_quotes(call)
         assert list(second.bid_prices) == [501.0]
-        for _ in range(100):  # the cache is written every few tens of milliseconds
-            quote = (await stub.GetQuote(pb.GetQuoteRequest(symbol="SPY"))).quote
-            if quote.bid_price == 501.0:
+        quote = None
+        for _ in range(250):  # the cache is written every few tens of milliseconds (until then: NOT_FOUND)
+            try:
+                quote = (await stub.GetQuote(pb.GetQuoteRequest(symbol="SPY"))).quote
+            except grpc.aio.AioRpcError as error:
+                assert error.code() == grpc.StatusCode.NOT_FOUND, error
+            if quote is not None and quote.bid_price == 501.0:
                 break
             await asyncio.sleep(0.02)
+        assert quote is not None
         assert (quote.bid_price, quote.source) == (501.0, pb.QUOTE_SOURCE_DXFEED)
         call.cancel()
         await _until(lambda: components.app is not None and components.app.open_streams() == 0)
