@@ -22,6 +22,7 @@ __all__ = [
     "DeadlineExceeded",
     "DomainError",
     "FailedPrecondition",
+    "FieldError",
     "FieldViolation",
     "InvalidArgument",
     "NotFound",
@@ -118,6 +119,30 @@ class InvalidArgument(DomainError):
     """The request itself is wrong, whatever the system's state (INVALID_ARGUMENT)."""
 
     reason = "INVALID_ARGUMENT"
+
+
+class FieldError(InvalidArgument):
+    """An INVALID_ARGUMENT about one request field, carrying the matching BadRequest violation.
+
+    A service's field errors inherit it next to their service base::
+
+        class _FieldError(BrokerError, FieldError): ...
+        class FieldRequired(_FieldError):
+            reason = "FIELD_REQUIRED"
+    """
+
+    def __init__(self, field: str, description: str) -> None:
+        """Create the error: the message is ``"<field>: <description>"``.
+
+        Args:
+            field: Path of the field in the request (``legs[2].strike``).
+            description: What is wrong with it.
+        """
+        super().__init__(
+            f"{field}: {description}",
+            field_violations=[FieldViolation(field=field, description=description, reason=self.reason)],
+        )
+        self.field = field
 
 
 class NotFound(DomainError):

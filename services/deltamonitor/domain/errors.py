@@ -5,8 +5,7 @@ from __future__ import annotations
 from services.platform.errors import (
     DomainError,
     FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
+    FieldError,
     NotFound,
     ResourceExhausted,
     Unauthenticated,
@@ -36,15 +35,8 @@ class DeltaMonitorError(DomainError):
     """Base of every error the delta monitor raises on purpose."""
 
 
-class _FieldError(DeltaMonitorError, InvalidArgument):
-    """An INVALID_ARGUMENT about one request field, carrying the matching BadRequest violation."""
-
-    def __init__(self, field: str, description: str) -> None:
-        super().__init__(
-            f"{field}: {description}",
-            field_violations=[FieldViolation(field=field, description=description, reason=self.reason)],
-        )
-        self.field = field
+class _FieldError(DeltaMonitorError, FieldError):
+    """An INVALID_ARGUMENT about one request field of the deltamonitor service."""
 
 
 class FieldRequired(_FieldError):

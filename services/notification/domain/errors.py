@@ -5,8 +5,7 @@ from __future__ import annotations
 from services.platform.errors import (
     DomainError,
     FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
+    FieldError,
     NotFound,
     ResourceExhausted,
     Unauthenticated,
@@ -35,13 +34,8 @@ class NotificationError(DomainError):
     """Base of every error the notification service raises on purpose."""
 
 
-class _FieldError(NotificationError, InvalidArgument):
-    def __init__(self, field: str, description: str) -> None:
-        super().__init__(
-            f"{field}: {description}",
-            field_violations=[FieldViolation(field=field, description=description, reason=self.reason)],
-        )
-        self.field = field
+class _FieldError(NotificationError, FieldError):
+    """An INVALID_ARGUMENT about one request field of the notification service."""
 
 
 class FieldRequired(_FieldError):

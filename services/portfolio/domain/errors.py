@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.platform.errors import (
     DomainError,
     FailedPrecondition,
-    FieldViolation,
+    FieldError,
     InvalidArgument,
     NotFound,
     Unauthenticated,
@@ -33,15 +33,8 @@ class PortfolioError(DomainError):
     """Base of every error the portfolio service raises on purpose."""
 
 
-class _FieldError(PortfolioError, InvalidArgument):
-    """An INVALID_ARGUMENT about one request field, carrying the matching BadRequest violation."""
-
-    def __init__(self, field: str, description: str) -> None:
-        super().__init__(
-            f"{field}: {description}",
-            field_violations=[FieldViolation(field=field, description=description, reason=self.reason)],
-        )
-        self.field = field
+class _FieldError(PortfolioError, FieldError):
+    """An INVALID_ARGUMENT about one request field of the portfolio service."""
 
 
 class FieldRequired(_FieldError):

@@ -5,8 +5,7 @@ from __future__ import annotations
 from services.platform.errors import (
     DomainError,
     FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
+    FieldError,
     NotFound,
     ResourceExhausted,
     Unauthenticated,
@@ -32,13 +31,8 @@ class ReportingError(DomainError):
     """Base of every error the reporting service raises on purpose."""
 
 
-class _FieldError(ReportingError, InvalidArgument):
-    def __init__(self, field: str, description: str) -> None:
-        super().__init__(
-            f"{field}: {description}",
-            field_violations=[FieldViolation(field=field, description=description, reason=self.reason)],
-        )
-        self.field = field
+class _FieldError(ReportingError, FieldError):
+    """An INVALID_ARGUMENT about one request field of the reporting service."""
 
 
 class FieldRequired(_FieldError):

@@ -6,8 +6,7 @@ from services.platform.errors import (
     AlreadyExists,
     DomainError,
     FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
+    FieldError,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
@@ -48,15 +47,8 @@ class UserError(DomainError):
     """Base of every error the user service raises on purpose."""
 
 
-class _FieldError(UserError, InvalidArgument):
-    """An INVALID_ARGUMENT about one request field, carrying the matching BadRequest violation."""
-
-    def __init__(self, field: str, description: str) -> None:
-        super().__init__(
-            f"{field}: {description}",
-            field_violations=[FieldViolation(field=field, description=description, reason=self.reason)],
-        )
-        self.field = field
+class _FieldError(UserError, FieldError):
+    """An INVALID_ARGUMENT about one request field of the user service."""
 
 
 class FieldRequired(_FieldError):
