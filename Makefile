@@ -66,11 +66,11 @@ pytest: install
 
 # Every benchmark, one after the other (each prints its figures and ratios; see benchmarks/*/README.md).
 bench: install backends
-	$(PY) benchmarks/core_ext/bench_core_ext.py
-	$(PY) benchmarks/calculator/bench_batch_rpc.py
-	$(PY) benchmarks/marketdata/bench_streams.py
-	$(PY) benchmarks/deltamonitor/bench_deltamonitor.py
-	$(PY) benchmarks/portfolio/bench_portfolio.py
+	PYTHONPATH=. $(PY) benchmarks/core_ext/bench_core_ext.py
+	PYTHONPATH=. $(PY) benchmarks/calculator/bench_batch_rpc.py
+	PYTHONPATH=. $(PY) benchmarks/marketdata/bench_streams.py
+	PYTHONPATH=. $(PY) benchmarks/deltamonitor/bench_deltamonitor.py
+	PYTHONPATH=. $(PY) benchmarks/portfolio/bench_portfolio.py
 
 clean:
 	rm -rf $(VENV) build gen *.egg-info core_ext/*.so core_ext/_bsm.c dashboard/dist dashboard/node_modules

@@ -35,7 +35,7 @@ from tastyplat.deltamonitor.v1 import deltamonitor_service_pb2 as pb
 from tastyplat.deltamonitor.v1 import deltamonitor_service_pb2_grpc as pb_grpc
 
 from services.deltamonitor.adapters.calendar import ExchangeCalendar
-from services.deltamonitor.adapters.identity import JwtAuthenticator, StaticKeySource
+from services.platform.identity import JwtAuthenticator, StaticKeySource
 from services.deltamonitor.adapters.peers import InMemoryBroker
 from services.deltamonitor.adapters.postgres_store import PostgresStore
 from services.deltamonitor.adapters.pricing import CoreExtPricer
