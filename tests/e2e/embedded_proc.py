@@ -21,20 +21,27 @@ BIN = pathlib.Path(sys.executable).parent
 _LISTEN_PORTS = range(20000, 32000)  # below Linux's ephemeral range, so no outgoing connection holds one
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
     """A port that was free a moment ago on 127.0.0.1 (tests never use the fixed ports `make run` uses).
 
     Port 0 would hand out an ephemeral port, which an outgoing connection in TIME_WAIT can still hold when
-    Envoy binds it a moment later; listening ports are drawn below that range instead.
+    Envoy binds it a moment later; listening ports are drawn below that range instead, and never the same one
+    twice in a test session (a topology asks for about twenty at once).
     """
-    for _ in range(200):
+    for _ in range(500):
         port = random.choice(_LISTEN_PORTS)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _HANDED_OUT.add(port)
+        return port
     raise RuntimeError("no free port found")
 
 
