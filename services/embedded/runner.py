@@ -30,19 +30,6 @@ from services.platform.settings import ServerSettings, env
 log = logging.getLogger("tastyplat.embedded")
 _REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-# Services whose behaviour has landed, by the module holding their `embedded(resources)` factory. Every other
-# service of the catalogue is served by a pending servicer that answers UNIMPLEMENTED naming its issue.
-WIRING: dict[str, str] = {
-    "broker": "services.broker.wiring",
-    "marketdata": "services.marketdata.wiring",
-    "calculator": "services.calculator.wiring",
-    "user": "services.user.wiring",
-    "portfolio": "services.portfolio.wiring",
-    "reporting": "services.reporting.wiring",
-    "deltamonitor": "services.deltamonitor.wiring",
-    "notification": "services.notification.wiring",
-}
-
 Factory = Callable[[EmbeddedResources], Awaitable[ServiceRegistration]]
 
 
@@ -64,10 +51,8 @@ class EmbeddedSettings(ServerSettings):
     )
 
 
-def _jwt_issuer_and_audience() -> tuple[str | None, str]:
-    # The gateway checks access tokens only once the user service that issues them is on the server.
-    if "user" not in WIRING:
-        return None, "tastyplat"
+def _jwt_issuer_and_audience() -> tuple[str, str]:
+    # The gateway checks the same issuer and audience the embedded user service signs with (its defaults).
     from services.user.config import UserSettings
 
     fields = UserSettings.__dataclass_fields__
@@ -83,13 +68,10 @@ def _die_with_parent() -> None:
 
 
 async def _registrations(resources: EmbeddedResources) -> list[ServiceRegistration]:
+    # Each service's composition root: services/<svc>/wiring.py, `async def embedded(resources)`.
     registrations = []
     for entry in CATALOGUE:
-        module = WIRING.get(entry.name)
-        if module is None:
-            registrations.append(entry.pending_registration())
-            continue
-        factory: Factory = importlib.import_module(module).embedded
+        factory: Factory = importlib.import_module(f"services.{entry.name}.wiring").embedded
         registrations.append(await factory(resources))
     return registrations
 
