@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +25,11 @@ class ServiceEntry:
     def full_name(self) -> str:
         """Fully qualified service name, e.g. ``tastyplat.calculator.v1.CalculatorService``."""
         return f"tastyplat.{self.name}.v1.{self.service}"
+
+    def modules(self) -> tuple[Any, Any]:
+        """The generated ``_pb2`` and ``_pb2_grpc`` modules of the service's contract."""
+        base = f"tastyplat.{self.name}.v1.{self.name}_service"
+        return importlib.import_module(f"{base}_pb2"), importlib.import_module(f"{base}_pb2_grpc")
 
 
 # RPCs anyone may call without an access token (sign-up, login, refresh, password reset, the JWKS itself): the
