@@ -48,7 +48,7 @@ from services.deltamonitor.ports import (
 )
 from services.platform.bus import BusError, MessageBus
 from services.platform.clock import Clock
-from services.platform import paging
+from services.platform import paging, telemetry
 
 __all__ = ["AlertHub", "AppSettings", "DeltaMonitorApp", "Heartbeat", "Monitor", "StreamEnd", "WatchView"]
 
@@ -331,7 +331,9 @@ class Monitor:
         }
         try:
             async with self._lock:
-                stored = await self._store.record_alerts(drafts, live)
+                # The context of the tick being processed (or none, for a sweep): the outbox keeps it, so the alert's
+                # publish and its deliveries join the tick's trace.
+                stored = await self._store.record_alerts(drafts, live, telemetry.inject_headers())
         except Exception:
             self._unrecorded = drafts + self._unrecorded
             raise
@@ -410,8 +412,11 @@ class DeltaMonitorApp:
     def _raised(self, alerts: list[Alert]) -> None:
         # Streams on this replica get the alert as soon as it is stored; the bus copy (which also reaches other
         # replicas' streams) is recognised by its sequence and not sent twice.
+        raised = telemetry.counter("deltamonitor_alerts_raised_total", "Alerts raised and stored, by kind and severity",
+                                   ("kind", "severity"))
         for alert in alerts:
             self.hub.dispatch(alert)
+            raised.labels(alert.kind.name, alert.severity.name).inc()
         self._outbox_kick.set()
 
     # ------------------------------------------------------------------------------------------- lifecycle
@@ -476,7 +481,10 @@ class DeltaMonitorApp:
             done: list[int] = []
             try:
                 for entry in entries:
-                    await self._bus.publish(entry.topic, self._encode(entry.alert), entry.message_id)
+                    # Published in the trace of the work that queued it, with the headers it was queued with.
+                    with telemetry.continue_trace(entry.headers):
+                        await self._bus.publish(entry.topic, self._encode(entry.alert), entry.message_id,
+                                                headers=entry.headers)
                     done.append(entry.entry_id)
             except BusError:
                 await self.store.mark_published(done)
@@ -651,7 +659,7 @@ class DeltaMonitorApp:
         """AcknowledgeAlert: idempotent; the first acknowledgement is announced on the bus (stops escalation)."""
         if not alert_id:
             raise FieldRequired("alert_id")
-        alert = await self.store.acknowledge(caller.user_id, alert_id, self._clock.now())
+        alert = await self.store.acknowledge(caller.user_id, alert_id, self._clock.now(), telemetry.inject_headers())
         if alert is None:
             raise AlertNotFound(alert_id)
         self._outbox_kick.set()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -130,12 +130,15 @@ class OutboxEntry:
         topic: Bus topic.
         message_id: Bus message id (the dedupe key downstream).
         alert: The alert as it is now.
+        headers: Message headers recorded with the event: the trace context of the work that raised it (a
+            tick's processing, an AcknowledgeAlert call), so the later publish continues that trace.
     """
 
     entry_id: int
     topic: str
     message_id: str
     alert: Alert
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Store(Protocol):
@@ -198,8 +201,10 @@ class Store(Protocol):
         """Every kept account snapshot."""
         ...
 
-    async def record_alerts(self, drafts: Sequence[Alert], live: dict[str, tuple[int, WatchLive]]) -> list[Alert]:
-        """Atomically store alerts (assigning ids in order), their outbox entries, and the live states."""
+    async def record_alerts(
+        self, drafts: Sequence[Alert], live: dict[str, tuple[int, WatchLive]], headers: Mapping[str, str] | None = None
+    ) -> list[Alert]:
+        """Atomically store alerts (ids in order), their outbox entries (with ``headers``) and the live states."""
         ...
 
     async def get_alert(self, user_id: str, alert_id: str) -> Alert | None:
@@ -210,8 +215,11 @@ class Store(Protocol):
         """Return up to ``query.limit`` of the user's alerts, newest first."""
         ...
 
-    async def acknowledge(self, user_id: str, alert_id: str, at: datetime) -> Alert | None:
-        """Acknowledge an open alert (queuing its event), or return it unchanged if acknowledged; None if missing."""
+    async def acknowledge(
+        self, user_id: str, alert_id: str, at: datetime, headers: Mapping[str, str] | None = None
+    ) -> Alert | None:
+        """Acknowledge an open alert (queuing its event with ``headers``), or return it unchanged if acknowledged;
+        None if missing."""
         ...
 
     async def alerts_after(self, user_id: str, sequence: int, limit: int) -> list[Alert]:

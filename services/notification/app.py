@@ -57,7 +57,7 @@ from services.notification.ports import (
 )
 from services.platform.bus import MessageBus
 from services.platform.clock import Clock
-from services.platform import paging
+from services.platform import paging, telemetry
 
 __all__ = [
     "AlertConsumer",
@@ -72,6 +72,14 @@ __all__ = [
 log = logging.getLogger("tastyplat.notification")
 
 _FINAL = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SUPPRESSED)
+
+
+def _count(delivery: Delivery | None, status: DeliveryStatus) -> None:
+    # Deliveries that reached a final state, by channel (tests and alerts alike).
+    if delivery is not None:
+        telemetry.counter(
+            "notification_deliveries_total", "Deliveries that reached a final status, by channel", ("channel", "status")
+        ).labels(delivery.channel_kind.name.lower(), status.name).inc()
 MAX_TEST_MESSAGE = 500
 
 
@@ -196,6 +204,7 @@ class Deliverer:
                 self._clock.now(),
                 last_error=f"retries exhausted: {exhausted.error}"[:500],
             )
+            _count(failed, DeliveryStatus.FAILED)
             if failed is not None:
                 await self._dead_letter(failed)
         return await self._store.get_delivery(delivery_id)
@@ -230,14 +239,18 @@ class Deliverer:
         store, owner = self._store, self.owner
         reason = await self._suppression(delivery)
         if reason:
-            await store.transition(delivery_id, owner, DeliveryEvent.SUPPRESS, self._clock.now(), last_error=reason)
+            suppressed = await store.transition(
+                delivery_id, owner, DeliveryEvent.SUPPRESS, self._clock.now(), last_error=reason
+            )
+            _count(suppressed, DeliveryStatus.SUPPRESSED)
             return
         provider = self._providers.get(delivery.channel_kind)
         if provider is None:
-            await store.transition(
+            failed = await store.transition(
                 delivery_id, owner, DeliveryEvent.PERMANENT_FAILURE, self._clock.now(),
                 last_error=f"no provider configured for {delivery.channel_kind.name}",
             )
+            _count(failed, DeliveryStatus.FAILED)
             return
         if delivery.ambiguous:
             try:
@@ -246,14 +259,21 @@ class Deliverer:
                 log.warning("reconciliation failed", extra={"delivery_id": delivery_id, "error": repr(error)})
                 found = None
             if found:
-                await store.transition(
+                reconciled = await store.transition(
                     delivery_id, owner, DeliveryEvent.RECONCILED, self._clock.now(),
                     provider_message_id=found, ambiguous=False,
                 )
+                _count(reconciled, DeliveryStatus.SENT)
                 return
         self._hooks.before_send(delivery)
+        channel = delivery.channel_kind.name.lower()
         try:
-            provider_id = await asyncio.wait_for(provider.send(delivery), timeout=self._settings.attempt_timeout)
+            # The provider's API takes no trace context: a CLIENT span of this service stands for the call.
+            with telemetry.client_span(f"notification.deliver {channel}", {
+                "notification.channel": channel, "notification.delivery_id": delivery_id,
+                "notification.alert_id": delivery.alert_id, "notification.attempt": delivery.attempt_count,
+            }):
+                provider_id = await asyncio.wait_for(provider.send(delivery), timeout=self._settings.attempt_timeout)
         except ProviderError as error:
             await self._failed(delivery, error)
             return
@@ -261,10 +281,11 @@ class Deliverer:
             await self._failed(delivery, ProviderError("provider call timed out", ambiguous=True))
             return
         self._hooks.after_send(delivery)
-        await store.transition(
+        sent = await store.transition(
             delivery_id, owner, DeliveryEvent.ACCEPTED, self._clock.now(),
             provider_message_id=provider_id, ambiguous=False, last_error="",
         )
+        _count(sent, DeliveryStatus.SENT)
 
     async def _failed(self, delivery: Delivery, error: ProviderError) -> None:
         now = self._clock.now()
@@ -274,6 +295,7 @@ class Deliverer:
             failed = await self._store.transition(
                 delivery.delivery_id, self.owner, DeliveryEvent.PERMANENT_FAILURE, now, last_error=str(error)[:500]
             )
+            _count(failed, DeliveryStatus.FAILED)
             if failed is not None:
                 await self._dead_letter(failed)
             return

@@ -52,8 +52,11 @@ from services.platform.settings import InvalidSettingError, Settings, env, exit_
 __all__ = [
     "MetricsServerInterceptor",
     "TelemetrySettings",
+    "client_span",
     "consume_span",
+    "continue_trace",
     "counter",
+    "expose",
     "gauge",
     "histogram",
     "inject_headers",
@@ -229,6 +232,38 @@ def consume_span(topic: str, message_id: str, headers: Mapping[str, str]) -> Cal
     return end
 
 
+@contextlib.contextmanager
+def continue_trace(headers: Mapping[str, str] | None) -> Iterator[None]:
+    """Make the trace context kept in ``headers`` current for the block (no-op without tracing or context).
+
+    For work done later on behalf of an earlier one, e.g. an outbox relay publishing an entry recorded while a
+    message was being processed: the relay's PRODUCER span becomes a child of that processing.
+    """
+    if not _state.tracing or not headers:
+        yield
+        return
+    token = otel_context.attach(propagate.extract(dict(headers)))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+@contextlib.contextmanager
+def client_span(name: str, attributes: Mapping[str, str | int] | None = None) -> Iterator[None]:
+    """A CLIENT span around a call to an outside system that carries no trace context (an SMS or e-mail API).
+
+    A failure inside the block marks the span as an error and propagates. Without tracing, records nothing.
+    """
+    if not _state.tracing:
+        yield
+        return
+    with trace.get_tracer(_TRACER_NAME).start_as_current_span(
+        name, kind=trace.SpanKind.CLIENT, attributes=dict(attributes or {})
+    ):
+        yield
+
+
 # ------------------------------------------------------------------------------------------------- metrics
 
 _REGISTRY = prometheus_client.REGISTRY
@@ -269,6 +304,55 @@ def histogram(
 ) -> prometheus_client.Histogram:
     """A histogram on the process's registry (``tastyplat_`` prefixed); the same object for the same name."""
     return _collector(prometheus_client.Histogram, name, documentation, labels, buckets=tuple(buckets))
+
+
+Sample = tuple[Mapping[str, str], float]
+
+
+class _Exposed:
+    """A collector reading its samples from a callback at scrape time (state the service already keeps)."""
+
+    def __init__(self, name: str, documentation: str, kind: str, read: Callable[[], Iterator[Sample] | Sequence[Sample]]):
+        self.name, self.documentation, self.kind, self.read = name, documentation, kind, read
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        family_type = CounterMetricFamily if self.kind == "counter" else GaugeMetricFamily
+        try:
+            samples = list(self.read())
+        except Exception:  # noqa: BLE001 - a failing reader must not break the whole scrape
+            log.exception("metric reader failed", extra={"metric": self.name})
+            return
+        labels = sorted({key for sample_labels, _ in samples for key in sample_labels})
+        family = family_type(self.name, self.documentation, labels=labels)
+        for sample_labels, value in samples:
+            family.add_metric([sample_labels.get(key, "") for key in labels], value)
+        yield family
+
+
+def expose(
+    name: str, documentation: str, read: Callable[[], Iterator[Sample] | Sequence[Sample]], *, kind: str = "gauge"
+) -> None:
+    """Serve ``tastyplat_<name>`` from ``read()`` at each scrape: ``(labels, value)`` pairs.
+
+    For figures a service keeps anyway (subscriber counts, totals in its stats, a breaker's state), so the hot
+    path pays nothing. ``kind`` is ``gauge`` or ``counter`` (then ``read`` must be monotonic, and the name gets
+    ``_total`` in the exposition). Exposing a name again replaces its reader (the latest wiring wins).
+    """
+    if kind not in ("gauge", "counter"):
+        raise ValueError(f"kind must be 'gauge' or 'counter', got {kind!r}")
+    full = name if name.startswith("tastyplat_") else f"tastyplat_{name}"
+    with _lock:
+        existing = _collectors.get(full)
+        if existing is not None and not isinstance(existing, _Exposed):
+            raise ValueError(f"metric {full} already exists with another type")
+        if isinstance(existing, _Exposed):
+            existing.documentation, existing.kind, existing.read = documentation, kind, read
+            return
+        created = _Exposed(full.removesuffix("_total") if kind == "counter" else full, documentation, kind, read)
+        _REGISTRY.register(created)  # type: ignore[arg-type]
+        _collectors[full] = created
 
 
 def _split(method: str) -> tuple[str, str]:

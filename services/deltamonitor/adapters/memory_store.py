@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -105,7 +105,9 @@ class InMemoryStore:
     async def load_accounts(self) -> dict[str, tuple[list[HeldPosition], MarketInputs]]:
         return {k: (list(v[0]), v[1]) for k, v in self._accounts.items()}
 
-    async def record_alerts(self, drafts: Sequence[Alert], live: dict[str, tuple[int, WatchLive]]) -> list[Alert]:
+    async def record_alerts(
+        self, drafts: Sequence[Alert], live: dict[str, tuple[int, WatchLive]], headers: Mapping[str, str] | None = None
+    ) -> list[Alert]:
         stored = []
         for draft in drafts:
             sequence = len(self._alerts) + 1
@@ -113,7 +115,7 @@ class InMemoryStore:
             self._alerts.append(alert)
             self._alert_index[alert.alert_id] = sequence - 1
             entry_id = next(self._outbox_ids)
-            self._outbox[entry_id] = OutboxEntry(entry_id, RAISED_TOPIC, alert.alert_id, alert)
+            self._outbox[entry_id] = OutboxEntry(entry_id, RAISED_TOPIC, alert.alert_id, alert, dict(headers or {}))
             stored.append(alert)
         await self.save_live(live)
         return stored
@@ -147,7 +149,9 @@ class InMemoryStore:
                 break
         return out
 
-    async def acknowledge(self, user_id: str, alert_id: str, at: datetime) -> Alert | None:
+    async def acknowledge(
+        self, user_id: str, alert_id: str, at: datetime, headers: Mapping[str, str] | None = None
+    ) -> Alert | None:
         alert = await self.get_alert(user_id, alert_id)
         if alert is None:
             return None
@@ -156,7 +160,9 @@ class InMemoryStore:
         acknowledged = replace(alert, state=AlertState.ACKNOWLEDGED, acknowledge_time=at)
         self._alerts[self._alert_index[alert_id]] = acknowledged
         entry_id = next(self._outbox_ids)
-        self._outbox[entry_id] = OutboxEntry(entry_id, ACKNOWLEDGED_TOPIC, f"{alert_id}.ack", acknowledged)
+        self._outbox[entry_id] = OutboxEntry(
+            entry_id, ACKNOWLEDGED_TOPIC, f"{alert_id}.ack", acknowledged, dict(headers or {})
+        )
         return acknowledged
 
     async def alerts_after(self, user_id: str, sequence: int, limit: int) -> list[Alert]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -80,6 +80,10 @@ MIGRATIONS: tuple[str, ...] = (
         inputs jsonb NOT NULL,
         update_time timestamptz NOT NULL DEFAULT now()
     );
+    """,
+    # The trace context of the work that queued each event (issue 9): the relay publishes it with the message.
+    """
+    ALTER TABLE outbox ADD COLUMN headers jsonb;
     """,
 )
 
@@ -236,8 +240,11 @@ class PostgresStore(SchemaStore):
             sequence=row["sequence"],
         )
 
-    async def record_alerts(self, drafts: Sequence[Alert], live: dict[str, tuple[int, WatchLive]]) -> list[Alert]:
+    async def record_alerts(
+        self, drafts: Sequence[Alert], live: dict[str, tuple[int, WatchLive]], headers: Mapping[str, str] | None = None
+    ) -> list[Alert]:
         stored: list[Alert] = []
+        kept = _dumps(dict(headers)) if headers else None
         try:
             async with self.pool.acquire() as connection, connection.transaction():
                 for draft in drafts:
@@ -258,10 +265,11 @@ class PostgresStore(SchemaStore):
                         _dumps(alert_detail_to_json(draft)),
                     )
                     await connection.execute(
-                        "INSERT INTO outbox (topic, message_id, alert_sequence) VALUES ($1, $2, $3)",
+                        "INSERT INTO outbox (topic, message_id, alert_sequence, headers) VALUES ($1, $2, $3, $4::jsonb)",
                         RAISED_TOPIC,
                         alert_id,
                         sequence,
+                        kept,
                     )
                     stored.append(replace(draft, alert_id=alert_id, sequence=sequence))
                 await self._save_live(connection, live)
@@ -294,7 +302,9 @@ class PostgresStore(SchemaStore):
         )
         return [self._alert(r) for r in rows]
 
-    async def acknowledge(self, user_id: str, alert_id: str, at: datetime) -> Alert | None:
+    async def acknowledge(
+        self, user_id: str, alert_id: str, at: datetime, headers: Mapping[str, str] | None = None
+    ) -> Alert | None:
         try:
             async with self.pool.acquire() as connection, connection.transaction():
                 row = await connection.fetchrow(
@@ -312,10 +322,11 @@ class PostgresStore(SchemaStore):
                     )
                     return None if existing is None else self._alert(existing)
                 await connection.execute(
-                    "INSERT INTO outbox (topic, message_id, alert_sequence) VALUES ($1, $2, $3)",
+                    "INSERT INTO outbox (topic, message_id, alert_sequence, headers) VALUES ($1, $2, $3, $4::jsonb)",
                     ACKNOWLEDGED_TOPIC,
                     f"{alert_id}.ack",
                     row["sequence"],
+                    _dumps(dict(headers)) if headers else None,
                 )
                 return self._alert(row)
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
@@ -332,11 +343,15 @@ class PostgresStore(SchemaStore):
 
     async def pending_outbox(self, limit: int) -> list[OutboxEntry]:
         rows = await self._fetch(
-            "SELECT o.entry_id, o.topic, o.message_id, a.* FROM outbox o JOIN alerts a ON a.sequence = o.alert_sequence"
-            " ORDER BY o.entry_id LIMIT $1",
+            "SELECT o.entry_id, o.topic, o.message_id, o.headers AS outbox_headers, a.* FROM outbox o"
+            " JOIN alerts a ON a.sequence = o.alert_sequence ORDER BY o.entry_id LIMIT $1",
             limit,
         )
-        return [OutboxEntry(r["entry_id"], r["topic"], r["message_id"], self._alert(r)) for r in rows]
+        return [
+            OutboxEntry(r["entry_id"], r["topic"], r["message_id"], self._alert(r),
+                        json.loads(r["outbox_headers"]) if r["outbox_headers"] else {})
+            for r in rows
+        ]
 
     async def mark_published(self, entry_ids: Sequence[int]) -> None:
         if entry_ids:

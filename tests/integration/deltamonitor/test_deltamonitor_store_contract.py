@@ -132,6 +132,15 @@ async def test_acknowledge_once_queues_one_event(store) -> None:  # type: ignore
     assert await store.acknowledge("u2", alert.alert_id, NOW) is None
 
 
+async def test_outbox_entries_keep_the_headers_they_were_queued_with(store) -> None:  # type: ignore[no-untyped-def]
+    traceparent = {"traceparent": "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01", "tracestate": "k=v"}
+    (alert,) = await store.record_alerts([_alert()], {}, traceparent)
+    await store.record_alerts([_alert()], {})
+    await store.acknowledge("u1", alert.alert_id, NOW, {"traceparent": traceparent["traceparent"]})
+    assert [dict(e.headers) for e in await store.pending_outbox(10)] == [
+        traceparent, {}, {"traceparent": traceparent["traceparent"]}]
+
+
 async def test_alerts_after_and_list_filters(store) -> None:  # type: ignore[no-untyped-def]
     stored = await store.record_alerts(
         [_alert(when=NOW + timedelta(minutes=i), user="u1" if i % 2 == 0 else "u2") for i in range(6)], {}
