@@ -33,6 +33,7 @@ from services.broker.domain.model import Environment
 from services.broker.domain.paper import DEMO_UNDERLYINGS
 from services.broker.ports import BrokerConnector, IdentityVerifier, LinkRepository
 from services.embedded.resources import EmbeddedResources
+from services.platform import telemetry
 from services.platform.bus import MessageBus
 from services.platform.clock import Clock
 from services.platform.crypto import SecretKeyring, generate_key
@@ -106,6 +107,16 @@ class BrokerComponents:
         if self.follower is not None:
             await self.follower.start()
         self._monitor = asyncio.create_task(self._watch_breakers(), name="broker-breaker-health")
+        app = self.app
+        telemetry.expose(
+            "broker_circuit_state",
+            "Circuit breaker of each broker host: 1 for its current state (closed, open, half_open)",
+            lambda: [
+                ({"environment": snap.environment.value, "state": state}, 1.0 if snap.state == state else 0.0)
+                for snap in app.health()
+                for state in ("closed", "open", "half_open")
+            ],
+        )
 
     async def stop(self) -> None:
         """Stop reporting, close the connectors and the store."""

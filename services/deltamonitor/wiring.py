@@ -22,6 +22,7 @@ from services.deltamonitor.api.servicer import DeltaMonitorServicer
 from services.deltamonitor.app import AppSettings, DeltaMonitorApp
 from services.deltamonitor.config import DeltaMonitorSettings
 from services.deltamonitor.ports import Authenticator, MarketCalendar, MarketInputsSource, PositionSource, Pricer, Store
+from services.platform import telemetry
 from services.platform.bus import MessageBus
 from services.platform.clock import Clock
 from services.platform.peers import create_channel
@@ -76,6 +77,12 @@ def assemble(
         await store.start()
         await app.start()
         await ticks.start()
+        stats = app.monitor.stats
+        telemetry.expose("deltamonitor_alerts_raised", "Alerts this replica stored and announced",
+                         lambda: [({}, float(stats.alerts))], kind="counter")
+        telemetry.expose("deltamonitor_ticks", "Quotes applied to the book", lambda: [({}, float(stats.ticks))],
+                         kind="counter")
+        telemetry.expose("deltamonitor_alert_streams", "Open StreamAlerts calls", lambda: [({}, app.hub.open_streams)])
 
     async def stop() -> None:
         await ticks.stop()

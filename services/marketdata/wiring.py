@@ -10,10 +10,12 @@ from tastyplat.marketdata.v1 import marketdata_service_pb2 as pb
 from tastyplat.marketdata.v1 import marketdata_service_pb2_grpc as pb_grpc
 
 from services.embedded.resources import EmbeddedResources
+from services.platform import telemetry
 from services.marketdata.adapters.dxlink.client import DXLinkClient, DXLinkSettings
 from services.marketdata.adapters.dxlink.feed import DXLinkFeed
 from services.marketdata.adapters.memory_history import InMemoryTickStore
 from services.marketdata.adapters.postgres_history import PostgresTickStore
+from services.marketdata.adapters.publisher_lease import PostgresPublisherLease
 from services.marketdata.adapters.quote_tokens import TastytradeQuoteTokens
 from services.marketdata.adapters.simulator_feed import SimulatorFeed
 from services.marketdata.api.servicer import MarketDataServicer
@@ -134,6 +136,12 @@ class MarketDataComponents:
             else:
                 self.history = InMemoryTickStore()
             self._owned.append("history")
+        publisher = None
+        if s.publisher() == "leader":
+            dsn = self.postgres_dsn or (s.database_url.reveal() if s.database_url is not None else None)
+            assert dsn is not None
+            # Replicas of one deployment share the database and schema, hence the lease name.
+            publisher = PostgresPublisherLease(dsn, name=f"{s.database_schema}.bus-publisher")
         self.app = MarketDataApp(
             feed=self.feed,
             cache=self.cache,
@@ -141,8 +149,15 @@ class MarketDataComponents:
             history=self.history,
             clock=self.clock,
             settings=app_settings(s),
+            publisher=publisher,
         )
         await self.app.start()
+        app = self.app
+        telemetry.expose(
+            "marketdata_stream_subscribers",
+            "Open StreamQuotes and StreamGreeks calls",
+            lambda: [({"stream": "quotes"}, len(app.quote_hub)), ({"stream": "greeks"}, len(app.greeks_hub))],
+        )
         if s.gc_freeze:
             gc.freeze()
         log.info("market data started", extra={"feed": s.feed, "bus": s.bus, "cache": s.cache})
