@@ -78,8 +78,6 @@ def assemble(
         await app.start()
         await ticks.start()
         stats = app.monitor.stats
-        telemetry.expose("deltamonitor_alerts_raised", "Alerts this replica stored and announced",
-                         lambda: [({}, float(stats.alerts))], kind="counter")
         telemetry.expose("deltamonitor_ticks", "Quotes applied to the book", lambda: [({}, float(stats.ticks))],
                          kind="counter")
         telemetry.expose("deltamonitor_alert_streams", "Open StreamAlerts calls", lambda: [({}, app.hub.open_streams)])
