@@ -16,6 +16,12 @@ Streams acquire feed subscriptions by reference count and release them when they
 of the bus ask for symbols without a stream by publishing an interest lease on `marketdata.interest`
 (`{"symbols": [...], "greeks": bool, "lease_seconds": n}`, renewed by sending it again); every instance
 follows leased symbols until the lease runs out, so their ticks reach the bus.
+
+Replicas. Every replica follows the same pinned and leased symbols, but only the one holding the publisher
+lease (`PublisherLease`, checked every `publisher_check_interval`) publishes ticks on the bus; the others
+keep the latest update per symbol meanwhile and publish those first when they take the lease over, so a
+consumer misses no symbol's latest value across a failover. Streams and the cache are served by every
+replica.
 """
 
 from __future__ import annotations
@@ -61,7 +67,7 @@ from services.marketdata.domain.history import (
 )
 from services.marketdata.domain.model import ModelInputs, model_greeks
 from services.marketdata.domain.symbols import OptionSymbol, parse_option_symbol, streamer_symbol, validate_symbols
-from services.marketdata.ports import MarketFeed, TickStore
+from services.marketdata.ports import MarketFeed, PublisherLease, TickStore
 from services.platform.bus import BusError, MessageBus
 from services.platform.cache import CacheError, LatestValueCache
 from services.platform.clock import Clock
@@ -120,6 +126,7 @@ class AppSettings:
         pinned_symbols: Symbols followed for quotes even with no stream open (published on the bus).
         model_inputs: Rate and dividend yields for the model Greeks.
         instance_id: Unique id of this process, used in bus message ids.
+        publisher_check_interval: Seconds between checks of the publisher lease.
     """
 
     heartbeat_interval: float = 5.0
@@ -135,6 +142,7 @@ class AppSettings:
     pinned_symbols: tuple[str, ...] = ()
     model_inputs: ModelInputs = field(default_factory=ModelInputs)
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    publisher_check_interval: float = 1.0
 
 
 class EndReason(Enum):
@@ -387,7 +395,9 @@ class MarketDataApp:
         history: TickStore,
         clock: Clock,
         settings: AppSettings | None = None,
+        publisher: PublisherLease | None = None,
     ) -> None:
+        """Wire the use cases; with a `publisher` lease only its holder publishes ticks, else this instance does."""
         self.feed = feed
         self.cache = cache
         self.bus = bus
@@ -417,6 +427,10 @@ class MarketDataApp:
         }
         self._bus_quotes: ConflatingBuffer[QuoteUpdate] = ConflatingBuffer(50_000)
         self._bus_greeks: ConflatingBuffer[GreeksUpdate] = ConflatingBuffer(50_000)
+        self.publisher = publisher
+        self.publishing = publisher is None
+        # Latest update per symbol gathered while another replica publishes; sent first on takeover.
+        self._standby: dict[str, dict[str, QuoteUpdate | GreeksUpdate]] = {"quotes": {}, "greeks": {}}
         self._streams_by_caller: collections.Counter[str] = collections.Counter()
         self._active_streams = 0
         self._releases: set[asyncio.Task[None]] = set()
@@ -435,6 +449,8 @@ class MarketDataApp:
         """Prepare the history schema, start the feed and the background tasks, follow pinned symbols."""
         await self.history.ensure_schema()
         await self.feed.start()
+        if self.publisher is not None:
+            self.publishing = await self.publisher.hold()
         if self.settings.pinned_symbols:
             await self._acquire(self._quote_interest([streamer_symbol(s) for s in self.settings.pinned_symbols]))
         for name, coroutine in (
@@ -446,6 +462,7 @@ class MarketDataApp:
             ("feed-watch", self._feed_watch()),
             ("interest", self._interest_loop()),
             ("leases", self._lease_loop()),
+            *((("publisher", self._publisher_loop()),) if self.publisher is not None else ()),
         ):
             self._tasks.append(asyncio.create_task(coroutine, name=f"marketdata-{name}"))
 
@@ -473,6 +490,9 @@ class MarketDataApp:
             except Exception:
                 log.exception("market data task %s failed", task.get_name())
         self._tasks.clear()
+        if self.publisher is not None:
+            self.publishing = False
+            await self.publisher.release()
         await self.feed.close()
         try:
             await asyncio.wait_for(self.history_writer.flush(), 5.0)
@@ -848,14 +868,33 @@ class MarketDataApp:
             except Exception:
                 log.exception("bus_loop failed; next round continues")
 
+    async def _publisher_loop(self) -> None:
+        assert self.publisher is not None
+        while True:
+            await self.clock.sleep(self.settings.publisher_check_interval)
+            try:
+                self.publishing = await self.publisher.hold()
+            except Exception:
+                self.publishing = False
+                log.exception("publisher lease check failed; next round continues")
+
     async def publish_ticks(self) -> None:
         """Publish the updates gathered since the last call, one bus message per kind and underlying.
 
         Payload: JSON `{"source": "simulator"|"dxfeed", "quotes"|"greeks": [update JSON, ...]}` on topic
-        `marketdata.quotes.<UNDERLYING>` / `marketdata.greeks.<UNDERLYING>`.
+        `marketdata.quotes.<UNDERLYING>` / `marketdata.greeks.<UNDERLYING>`. A replica without the publisher
+        lease publishes nothing and keeps the latest update per symbol for when it takes the lease over.
         """
         for kind, buffer in (("quotes", self._bus_quotes), ("greeks", self._bus_greeks)):
-            updates, _ = buffer.drain()
+            drained, _ = buffer.drain()
+            standby = self._standby[kind]
+            if not self.publishing:
+                for update in drained:
+                    standby.pop(update.symbol, None)
+                    standby[update.symbol] = update
+                continue
+            updates: list[QuoteUpdate | GreeksUpdate] = [*standby.values(), *drained] if standby else list(drained)
+            standby.clear()
             if not updates:
                 continue
             by_topic: dict[str, list[dict[str, object]]] = {}

@@ -14,6 +14,7 @@ _FEEDS = ("simulator", "dxlink")
 _BUSES = ("rabbitmq", "memory")
 _CACHES = ("redis", "memory")
 _HISTORIES = ("postgres", "memory")
+_PUBLISHERS = ("leader", "every")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -26,6 +27,9 @@ class MarketDataSettings(ServerSettings):
         bus: ``rabbitmq`` (default) or ``memory``; never chosen silently.
         cache: ``redis`` (default) or ``memory``.
         history: ``postgres`` (default) or ``memory``.
+        bus_publisher: Who publishes ticks on the bus: ``leader`` (the one replica holding a PostgreSQL advisory
+            lock; needs ``database_url``) or ``every`` (each instance; right only for a lone instance). Default:
+            ``leader`` with the RabbitMQ bus (replicas share it), ``every`` with the in-process bus.
         rabbitmq_url: AMQP URL, required with the RabbitMQ bus.
         bus_exchange: Topic exchange of the platform's bus.
         redis_url: Redis URL, required with the Redis cache.
@@ -64,6 +68,7 @@ class MarketDataSettings(ServerSettings):
     bus: str = env("BUS", default="rabbitmq", help="rabbitmq or memory")
     cache: str = env("CACHE", default="redis", help="redis or memory")
     history: str = env("HISTORY", default="postgres", help="postgres or memory")
+    bus_publisher: str | None = env("BUS_PUBLISHER", default=None, help="leader or every")
     rabbitmq_url: Secret | None = env("RABBITMQ_URL", default=None, help="amqp://user:password@host:5672/")
     bus_exchange: str = env("BUS_EXCHANGE", default="tastyplat")
     redis_url: Secret | None = env("REDIS_URL", default=None, help="redis://host:6379/0")
@@ -114,6 +119,14 @@ class MarketDataSettings(ServerSettings):
             raise MissingSettingError(name("redis_url"), "Redis URL, required when MARKETDATA_CACHE=redis")
         if self.history == "postgres" and self.database_url is None:
             raise MissingSettingError(name("database_url"), "PostgreSQL DSN, required when MARKETDATA_HISTORY=postgres")
+        if self.bus_publisher is not None and self.bus_publisher not in _PUBLISHERS:
+            raise InvalidSettingError(
+                name("bus_publisher"), f"expected one of {', '.join(_PUBLISHERS)}, got {self.bus_publisher!r}"
+            )
+        if self.publisher() == "leader" and self.database_url is None:
+            raise MissingSettingError(
+                name("database_url"), "PostgreSQL DSN, required for the publisher lease (MARKETDATA_BUS_PUBLISHER=leader)"
+            )
         if self.feed == "dxlink":
             for field in ("tastytrade_client_secret", "tastytrade_refresh_token"):
                 if getattr(self, field) is None:
@@ -136,6 +149,12 @@ class MarketDataSettings(ServerSettings):
                     type(self).variable_name("dividend_yields"), f"expected SYMBOL:yield pairs, got {pair!r}"
                 ) from None
         return yields
+
+    def publisher(self) -> str:
+        """``leader`` or ``every``: the setting, else ``leader`` with the RabbitMQ bus and ``every`` in-process."""
+        if self.bus_publisher is not None:
+            return self.bus_publisher
+        return "leader" if self.bus == "rabbitmq" else "every"
 
     def pinned(self) -> tuple[str, ...]:
         """Symbols followed whatever the streams: the setting, else the simulator's underlyings or none."""

@@ -10,7 +10,7 @@ from typing import Protocol
 from services.marketdata.domain.events import FeedEvent, FeedKind
 from services.marketdata.domain.history import Candle, CandleInterval, HistoryTick
 
-__all__ = ["FeedStatus", "MarketFeed", "QuoteToken", "QuoteTokenSource", "TickStore"]
+__all__ = ["FeedStatus", "MarketFeed", "PublisherLease", "QuoteToken", "QuoteTokenSource", "TickStore"]
 
 
 @dataclass(frozen=True)
@@ -111,4 +111,24 @@ class TickStore(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+        ...
+
+
+class PublisherLease(Protocol):
+    """Which replica publishes ticks on the bus: at most one holds the lease at a time.
+
+    Every replica follows the same symbols (pinned ones, and interest leases reach each of them), so without
+    the lease every tick would reach the bus once per replica, and with the simulator each replica's copy
+    comes from its own simulated market.
+    """
+
+    async def hold(self) -> bool:
+        """Take the lease if it is free, or confirm this replica still holds it; True while it does.
+
+        Never raises: a backend that cannot be reached means the lease is not held.
+        """
+        ...
+
+    async def release(self) -> None:
+        """Give the lease up (at shutdown), so another replica takes it at once."""
         ...

@@ -68,6 +68,27 @@ class DistributedPlatform:
                 return int(value)
         return 0
 
+    def instance(self, name: str) -> dict:
+        """The process table row of one instance: ``"marketdata"`` for the first replica, ``"marketdata-1"``..."""
+        (row,) = [row for row in self.process_table() if row["name"] == name]
+        return row
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> int:
+        """Send ``sig`` (SIGKILL by default) to one service instance; the launcher leaves it down. Its pid."""
+        pid = self.instance(name)["pid"]
+        os.kill(pid, sig)
+        return pid
+
+    def host_stats(self, cluster: str) -> dict[str, dict[str, str]]:
+        """Envoy's per-host view of a cluster from ``/clusters``: ``{"127.0.0.1:8082": {"rq_active": "2",
+        "health_flags": "healthy", ...}}``."""
+        hosts: dict[str, dict[str, str]] = {}
+        for line in self.admin("/clusters").splitlines():
+            parts = line.split("::")
+            if len(parts) == 4 and parts[0] == cluster and ":" in parts[1]:
+                hosts.setdefault(parts[1], {})[parts[2]] = parts[3]
+        return hosts
+
     def metrics(self, service: str) -> str:
         """The Prometheus text exposition of a service's first instance."""
         url = f"http://127.0.0.1:{self.metrics_ports[service]}/metrics"
