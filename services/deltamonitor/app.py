@@ -412,8 +412,11 @@ class DeltaMonitorApp:
     def _raised(self, alerts: list[Alert]) -> None:
         # Streams on this replica get the alert as soon as it is stored; the bus copy (which also reaches other
         # replicas' streams) is recognised by its sequence and not sent twice.
+        raised = telemetry.counter("deltamonitor_alerts_raised_total", "Alerts raised and stored, by kind and severity",
+                                   ("kind", "severity"))
         for alert in alerts:
             self.hub.dispatch(alert)
+            raised.labels(alert.kind.name, alert.severity.name).inc()
         self._outbox_kick.set()
 
     # ------------------------------------------------------------------------------------------- lifecycle
