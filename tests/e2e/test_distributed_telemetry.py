@@ -1,14 +1,17 @@
 """Observability in distributed mode: spans from every process reach an OTLP receiver on loopback and join into
 traces across processes (gRPC calls, and bus messages from market data to the delta monitor and from the delta
-monitor to notification); every service's /metrics reports RPC and message counters.
+monitor to notification); every service's /metrics reports RPC, message and alert counters.
 
-The delta monitor publishes alerts from its outbox task, not from the tick's context, so the tick's trace and
-the alert's trace are two traces until its outbox keeps the trace headers with each entry (issue 9)."""
+One trace follows a tick to its alert and its SMS: market data's publish, the delta monitor's processing of the
+tick, the alert's publish (from the outbox, which keeps the trace context recorded with the alert), notification's
+processing and its call to Twilio (the real twilio SDK against a fake Twilio API on loopback)."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
+import re
 import threading
 import time
 import uuid
@@ -24,9 +27,12 @@ from embedded_proc import free_port
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from tests.fakes.twilio_api import FakeTwilio
+
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(200)]
 
 PASSWORD = "correct horse battery staple 42"
+PHONE = "+14155550142"
 SERVER, CLIENT = trace_pb2.Span.SPAN_KIND_SERVER, trace_pb2.Span.SPAN_KIND_CLIENT
 PRODUCER, CONSUMER = trace_pb2.Span.SPAN_KIND_PRODUCER, trace_pb2.Span.SPAN_KIND_CONSUMER
 
@@ -88,12 +94,34 @@ def receiver() -> Iterator[tuple[Receiver, int]]:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory, receiver: tuple[Receiver, int]) -> Iterator[DistributedPlatform]:
+def twilio() -> Iterator[FakeTwilio]:
+    """The fake Twilio API, served from its own event loop on a thread (the tests here are synchronous)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="fake-twilio", daemon=True)
+    thread.start()
+    fake = FakeTwilio()
+    asyncio.run_coroutine_threadsafe(fake.start(), loop).result(10)
+    try:
+        yield fake
+    finally:
+        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def platform(
+    tmp_path_factory: pytest.TempPathFactory, receiver: tuple[Receiver, int], twilio: FakeTwilio
+) -> Iterator[DistributedPlatform]:
     _, port = receiver
     running = start_distributed(
         tmp_path_factory.mktemp("telemetry"),
         extra_env={"TASTYPLAT_TRACES": "otlp", "TASTYPLAT_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
-                   "MARKETDATA_SIMULATOR_TICK_INTERVAL": "0.05", "DELTAMONITOR_HEARTBEAT_SECONDS": "1"},
+                   "MARKETDATA_SIMULATOR_TICK_INTERVAL": "0.05", "DELTAMONITOR_HEARTBEAT_SECONDS": "1",
+                   "NOTIFICATION_CHANNELS": "sms,stream", "NOTIFICATION_TWILIO_ACCOUNT_SID": twilio.account_sid,
+                   "NOTIFICATION_TWILIO_AUTH_TOKEN": twilio.auth_token,
+                   "NOTIFICATION_TWILIO_FROM_NUMBER": "+15005550006", "NOTIFICATION_TWILIO_BASE_URL": twilio.base_url},
     )
     try:
         yield running
@@ -123,6 +151,31 @@ def watch(platform: DistributedPlatform, trader: dict[str, str]) -> dict[str, An
     created = httpx.post(f"{platform.rest_base}/v1/watches", json=body, headers=_auth(trader), timeout=30)
     assert created.status_code == 200, created.text
     return created.json()["watch"]
+
+
+@pytest.fixture(scope="module")
+def sms_channel(platform: DistributedPlatform, trader: dict[str, str], twilio: FakeTwilio) -> dict[str, Any]:
+    """The trader's phone, verified with the code notification texted to it, as the channel of every severity."""
+    every = [{"severity": s, "channels": ["CHANNEL_KIND_SMS"]}
+             for s in ("SEVERITY_INFO", "SEVERITY_WARNING", "SEVERITY_CRITICAL")]
+    with httpx.Client(base_url=platform.rest_base, headers=_auth(trader), timeout=30) as client:
+        # A new phone number is sent a verification code at once (user service -> bus -> notification -> Twilio).
+        changed = client.patch("/v1/users/me/notificationPreferences", json={
+            "notification_preferences": {"phone_number": PHONE, "severity_channels": every},
+            "update_mask": "phoneNumber,severityChannels"})
+        assert changed.status_code == 200, changed.text
+        deadline = time.monotonic() + 30
+        while not (codes := [m for m in list(twilio.messages) if m.to == PHONE and "code is" in m.body]):
+            assert time.monotonic() < deadline, "no verification code reached the fake Twilio"
+            time.sleep(0.2)
+        code = re.search(r"code is (\d+)", codes[-1].body)
+        assert code, codes[-1].body
+        verified = client.post("/v1/users/me/contacts:verify", json={"channel": "CHANNEL_KIND_SMS", "code": code[1]})
+        assert verified.status_code == 200, verified.text
+        registered = client.post("/v1/channels", json={"kind": "CHANNEL_KIND_SMS", "address": PHONE,
+                                                       "display_name": "phone"})
+        assert registered.status_code == 200, registered.text
+    return registered.json()["channel"]
 
 
 def _auth(trader: dict[str, str]) -> dict[str, str]:
@@ -176,8 +229,9 @@ def test_a_tick_is_one_trace_from_marketdata_to_the_deltamonitor(
     assert consumer.name == producer.name.replace(" publish", " process")
 
 
-def test_an_alert_is_one_trace_from_the_deltamonitor_to_notification(
-    platform: DistributedPlatform, receiver: tuple[Receiver, int], trader: dict[str, str], watch: dict[str, Any]
+def test_a_tick_its_alert_and_its_sms_are_one_trace_across_three_processes(
+    platform: DistributedPlatform, receiver: tuple[Receiver, int], trader: dict[str, str], watch: dict[str, Any],
+    sms_channel: dict[str, Any], twilio: FakeTwilio,
 ) -> None:
     sink, _ = receiver
     url = f"{platform.rest_base}/v1/watches/{watch['watch_id']}"
@@ -190,20 +244,45 @@ def test_an_alert_is_one_trace_from_the_deltamonitor_to_notification(
         "watch": {"static_band": {"lower": 1e12, "upper": 2e12}}, "update_mask": "static_band"})
     assert moved.status_code == 200, moved.text
 
-    def alert_trace(spans: list[Span]) -> tuple[Span, Span] | None:
-        producers = {s.span_id: s for s in spans if s.service == "deltamonitor" and s.kind == PRODUCER
-                     and s.name == "deltamonitor.alert.raised publish"}
-        for span in spans:
-            if span.service == "notification" and span.kind == CONSUMER and span.parent_id in producers:
-                return producers[span.parent_id], span
+    def sms_chain(spans: list[Span]) -> list[Span] | None:
+        # From the SMS delivery span up its parents to market data's publish of the tick, root first; None while
+        # a link is missing (each process exports in its own batches).
+        by_id = {s.span_id: s for s in spans}
+        for sms in spans:
+            if (sms.service, sms.kind, sms.name) != ("notification", CLIENT, "notification.deliver sms"):
+                continue
+            chain = [sms]
+            while chain[-1].parent_id in by_id and not (chain[-1].service == "marketdata" and chain[-1].kind == PRODUCER):
+                chain.append(by_id[chain[-1].parent_id])
+            if chain[-1].service == "marketdata" and chain[-1].kind == PRODUCER:
+                return chain[::-1]
         return None
 
-    producer, consumer = sink.wait_for(alert_trace)
-    assert producer.trace_id == consumer.trace_id
+    chain = sink.wait_for(sms_chain, timeout=60)
+    assert {s.trace_id for s in chain} == {chain[0].trace_id}, "one trace"
+    hops = [(s.service, s.kind) for s in chain]
+    expected = [("marketdata", PRODUCER), ("deltamonitor", CONSUMER), ("deltamonitor", PRODUCER),
+                ("notification", CONSUMER), ("notification", CLIENT)]
+    assert [hop for hop in hops if hop in expected] == expected, hops
+    assert chain[0].name.startswith("marketdata.") and chain[0].name.endswith(" publish")
+    assert next(s for s in chain if s.kind == CONSUMER and s.service == "deltamonitor").name.startswith("marketdata.")
+    assert next(s for s in chain if s.kind == PRODUCER and s.service == "deltamonitor").name == (
+        "deltamonitor.alert.raised publish")
+    assert next(s for s in chain if s.kind == CONSUMER and s.service == "notification").name == (
+        "deltamonitor.alert.raised process")
+    assert any(m.to == PHONE and "code is" not in m.body for m in list(twilio.messages)), "the alert's SMS was sent"
 
-    metrics = platform.metrics("deltamonitor")
-    assert _sample(metrics, "tastyplat_bus_published_total", topic="deltamonitor.alert.raised") >= 1
-    notification = platform.metrics("notification")
+    # The counters: the alert raised in the delta monitor and published, consumed and delivered by SMS in notification.
+    deadline = time.monotonic() + 10
+    while True:
+        deltamonitor, notification = platform.metrics("deltamonitor"), platform.metrics("notification")
+        delivered = _sample(notification, "tastyplat_notification_deliveries_total", channel="sms", status="SENT")
+        if delivered >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert delivered >= 1
+    assert _sample(deltamonitor, "tastyplat_deltamonitor_alerts_raised_total", kind="DELTA_BREACH") >= 1
+    assert _sample(deltamonitor, "tastyplat_bus_published_total", topic="deltamonitor.alert.raised") >= 1
     assert _sample(notification, "tastyplat_bus_consumed_total", topic="deltamonitor.alert.raised", outcome="acked") >= 1
 
 
