@@ -80,6 +80,12 @@ def _count(delivery: Delivery | None, status: DeliveryStatus) -> None:
         telemetry.counter(
             "notification_deliveries_total", "Deliveries that reached a final status, by channel", ("channel", "status")
         ).labels(delivery.channel_kind.name.lower(), status.name).inc()
+
+
+def _count_event(name: str, documentation: str, delivery: Delivery) -> None:
+    telemetry.counter(name, documentation, ("channel",)).labels(delivery.channel_kind.name.lower()).inc()
+
+
 MAX_TEST_MESSAGE = 500
 
 
@@ -210,6 +216,7 @@ class Deliverer:
         return await self._store.get_delivery(delivery_id)
 
     async def _dead_letter(self, delivery: Delivery) -> None:
+        _count_event("notification_dead_letters_total", "Deliveries sent to the dead-letter queue", delivery)
         try:
             await self._dead.publish(delivery)
         except Exception as error:  # noqa: BLE001  # the FAILED record is the durable truth; the DLQ is a copy
@@ -308,6 +315,7 @@ class Deliverer:
             ambiguous=delivery.ambiguous or error.ambiguous,
             lease_until=self._lease(now),
         )
+        _count_event("notification_retries_total", "Transient provider failures retried with backoff", delivery)
         raise _Retry(error)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import prometheus_client
+
 from services.notification.domain.model import ChannelKind, ChannelState, DeliveryStatus
 from services.notification.ports import DEAD_LETTER_TOPIC
 from tests.fakes.fcm_api import FakeFcm
@@ -19,6 +21,10 @@ from tests.unit.notification.conftest import (
     notice,
     preferences,
 )
+
+
+def _sms_count(name: str) -> float:
+    return prometheus_client.REGISTRY.get_sample_value(f"tastyplat_{name}_total", {"channel": "sms"}) or 0.0
 
 
 async def _planned(rig: Rig, kind: ChannelKind, address: str, alert_id: str = "alrt_000000000000001") -> str:
@@ -43,9 +49,11 @@ async def test_sms_goes_through_the_twilio_sdk_with_a_reference_tag(rig: Rig, fa
 
 async def test_twilio_429_is_retried_with_backoff_and_sent_once(rig: Rig, fake_twilio: FakeTwilio) -> None:
     fake_twilio.fail_next(429, 20429, count=2)
+    retries = _sms_count("notification_retries")
     result = await rig.deliverer.run(await _planned(rig, ChannelKind.SMS, PHONE))
     assert result is not None and result.status is DeliveryStatus.SENT
     assert result.attempt_count == 3
+    assert _sms_count("notification_retries") == retries + 2
     assert len(fake_twilio.messages) == 1
 
 
@@ -61,8 +69,10 @@ async def test_twilio_500_after_acceptance_is_reconciled_not_resent(rig: Rig, fa
 async def test_twilio_invalid_number_fails_permanently_into_the_dead_letters(rig: Rig, fake_twilio: FakeTwilio) -> None:
     dead = await rig.bus.subscribe(DEAD_LETTER_TOPIC, queue="notification.deadletters")
     fake_twilio.fail_next(400, 21211)
+    dead_letters = _sms_count("notification_dead_letters")
     result = await rig.deliverer.run(await _planned(rig, ChannelKind.SMS, PHONE))
     assert result is not None and result.status is DeliveryStatus.FAILED
+    assert _sms_count("notification_dead_letters") == dead_letters + 1
     assert result.attempt_count == 1
     assert "21211" in result.last_error
     message = await asyncio.wait_for(dead.__anext__(), 2)
