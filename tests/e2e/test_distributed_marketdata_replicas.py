@@ -27,6 +27,8 @@ CLUSTER = "tastyplat_marketdata"
 PASSWORD = "correct horse battery staple 42"
 # Bounds that only tell a hang from a slow machine; nothing here asserts how fast anything is.
 PATIENCE = 45.0
+# Codes resubscribing cannot fix.
+FINAL = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 SYMBOL_SETS = (("SPY", "QQQ"), ("AAPL", "MSFT", "NVDA"), ("TSLA", "IWM"), ("AMZN", "META", "GOOGL"))
 
 
@@ -78,7 +80,8 @@ class ReconnectingSubscriber:
 
     Each new call starts with a snapshot of the latest values, so nothing has to be replayed: the subscriber
     replaces its view with the snapshot and applies the updates that follow. Backoff doubles from 0.1 s to
-    2 s and resets once a call delivers its snapshot; `attempts` consecutive failed calls give up.
+    2 s and resets once a call delivers its snapshot; `attempts` consecutive failed calls, or a status no
+    retry can fix (`FINAL`), give up.
     """
 
     def __init__(self, channel: grpc.aio.Channel, symbols: Sequence[str], token: str, *, attempts: int = 8) -> None:
@@ -114,6 +117,10 @@ class ReconnectingSubscriber:
                 session.code = grpc.StatusCode.OK
             except grpc.aio.AioRpcError as error:
                 session.code = error.code()
+                if session.code in FINAL:
+                    session.ended_at = time.monotonic()
+                    self.changed.set()
+                    return
                 failures += 1
             session.ended_at = time.monotonic()
             self.changed.set()
