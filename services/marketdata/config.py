@@ -51,6 +51,9 @@ class MarketDataSettings(ServerSettings):
         simulator_time_scale: Simulated trading seconds per wall second.
         heartbeat_seconds: Stream silence after which a heartbeat is sent.
         subscriber_capacity: Pending updates per stream before conflation starts.
+        bus_publish_seconds: Period of the tick messages on the bus (at most one per underlying per period, with
+            every symbol's latest values): what bounds the delta monitor's tick rate (see the README's
+            capacity model).
         max_streams_per_caller: Open streams per caller.
         feed_down_budget_seconds: Feed outage after which streams end with FEED_UNAVAILABLE.
         pinned_symbols: Symbols always followed (and published on the bus); default: the simulator's
@@ -90,6 +93,7 @@ class MarketDataSettings(ServerSettings):
     simulator_time_scale: float = env("SIMULATOR_TIME_SCALE", default=1.0, ge=0.001)
     heartbeat_seconds: float = env("HEARTBEAT_SECONDS", default=5.0, ge=0.05)
     subscriber_capacity: int = env("SUBSCRIBER_CAPACITY", default=4096, ge=1)
+    bus_publish_seconds: float = env("BUS_PUBLISH_SECONDS", default=0.05, ge=0.005, le=10.0)
     max_streams_per_caller: int = env("MAX_STREAMS_PER_CALLER", default=100, ge=1)
     feed_down_budget_seconds: float = env("FEED_DOWN_BUDGET_SECONDS", default=60.0, ge=0.0)
     pinned_symbols: tuple[str, ...] | None = env("PINNED_SYMBOLS", default=None)

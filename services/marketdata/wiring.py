@@ -42,6 +42,7 @@ def app_settings(settings: MarketDataSettings) -> AppSettings:
     return AppSettings(
         heartbeat_interval=settings.heartbeat_seconds,
         subscriber_capacity=settings.subscriber_capacity,
+        bus_publish_interval=settings.bus_publish_seconds,
         max_streams_per_caller=settings.max_streams_per_caller,
         feed_down_budget=settings.feed_down_budget_seconds,
         pinned_symbols=settings.pinned(),

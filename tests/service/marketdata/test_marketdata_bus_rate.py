@@ -1,0 +1,64 @@
+"""MARKETDATA_BUS_PUBLISH_SECONDS bounds the tick messages on the bus; the subscriber gauge follows open streams."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import prometheus_client
+from tastyplat.marketdata.v1 import marketdata_service_pb2 as pb
+from tastyplat.marketdata.v1 import marketdata_service_pb2_grpc as pb_grpc
+
+from services.marketdata.config import MarketDataSettings
+from services.marketdata.wiring import build, registration
+from services.platform.clock import SystemClock
+from services.platform.testing import client_channel, running_server
+
+
+async def _messages_per_second(publish_seconds: float, window: float = 1.0) -> float:
+    settings = MarketDataSettings.from_env(
+        {"MARKETDATA_BUS_PUBLISH_SECONDS": str(publish_seconds)},
+        port=0, bus="memory", cache="memory", history="memory", simulator_tick_interval=0.01, pinned_symbols=("SPY",),
+    )
+    components = build(settings, clock=SystemClock())
+    async with running_server([registration(components)]):
+        assert components.bus is not None
+        subscription = await components.bus.subscribe("marketdata.quotes.SPY")
+        count, started = 0, time.monotonic()
+        while time.monotonic() - started < window:
+            try:
+                await asyncio.wait_for(subscription.__anext__(), timeout=max(0.01, window - (time.monotonic() - started)))
+            except TimeoutError:
+                break
+            count += 1
+        return count / window
+
+
+async def test_the_publish_period_bounds_messages_per_underlying() -> None:
+    fast = await _messages_per_second(0.02)
+    slow = await _messages_per_second(0.25)
+    assert slow <= 1 / 0.25 + 1
+    assert fast > 2 * slow
+
+
+def _subscribers() -> float:
+    return prometheus_client.REGISTRY.get_sample_value("tastyplat_marketdata_stream_subscribers", {"stream": "quotes"}) or 0.0
+
+
+async def test_the_subscriber_gauge_counts_open_quote_streams() -> None:
+    settings = MarketDataSettings.from_env(
+        {}, port=0, bus="memory", cache="memory", history="memory", simulator_tick_interval=0.02, pinned_symbols=("SPY",),
+    )
+    components = build(settings, clock=SystemClock())
+    async with running_server([registration(components)]) as server, client_channel(server) as channel:
+        stub = pb_grpc.MarketDataServiceStub(channel)
+        assert _subscribers() == 0
+        call = stub.StreamQuotes(pb.StreamQuotesRequest(symbols=["SPY"]))
+        await call.read()
+        assert _subscribers() == 1
+        call.cancel()
+        for _ in range(200):
+            if _subscribers() == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert _subscribers() == 0
