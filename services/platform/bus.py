@@ -16,6 +16,11 @@ its subscription closes or the connection drops. A subscription therefore skips,
 message whose id it has already acknowledged (a bounded window of recent ids); consumers with side effects
 that must survive a restart keep their own durable record of handled ids as well.
 
+A broker restart or a dropped connection: the RabbitMQ bus reconnects by itself (aio-pika's robust connection,
+which redeclares queues, bindings and consumers). Until it has, `publish` fails with `PublishNotConfirmed`
+within the confirm timeout; a message taken before the drop and acknowledged after it was already requeued by
+the broker, so that acknowledgement is a no-op and the copy delivered again is acknowledged by the window.
+
 Messages carry optional string headers. With tracing on (`services.platform.telemetry`), `publish` adds the
 current trace context to them and a subscription makes each delivery's span current in the consuming task,
 so one trace follows a message from its publisher through every consumer (nothing to do in the services).
@@ -111,6 +116,15 @@ def _string_headers(headers: Mapping[str, Any]) -> dict[str, str]:
         if isinstance(value, str):
             out[key] = value
     return out
+
+
+def _channel_lost(message: Any) -> bool:
+    # aio-pika's IncomingMessage.channel raises once the channel it arrived on is closed.
+    try:
+        message.channel
+    except RuntimeError:
+        return True
+    return False
 
 
 def topic_matches(pattern: str, topic: str) -> bool:
@@ -529,6 +543,10 @@ class _RabbitSubscription:
             message = await self._inbox.get()
             if message is None:
                 raise StopAsyncIteration
+            if _channel_lost(message):
+                # Taken before the connection dropped: the broker requeued it and delivers it again on the
+                # restored channel, so this copy is not handed out (it could not be acknowledged anyway).
+                continue
             headers = message.headers or {}
             # Quorum queues count earlier failed deliveries in x-delivery-count (absent on the first one).
             count = int(headers.get("x-delivery-count", 0)) + 1
@@ -551,10 +569,24 @@ class _RabbitSubscription:
 
     @staticmethod
     async def _reject(message: Any, requeue: bool) -> None:
-        await message.nack(requeue=requeue)
+        from aio_pika.exceptions import AMQPError
+
+        try:
+            await message.nack(requeue=requeue)
+        except (AMQPError, ConnectionError, RuntimeError):
+            # The channel closed under it: the broker has requeued the message already.
+            pass
 
     async def _ack(self, message: Any) -> None:
-        await message.ack()
+        from aio_pika.exceptions import AMQPError
+
+        try:
+            await message.ack()
+        except (AMQPError, ConnectionError, RuntimeError):
+            # The channel closed (broker restart, connection drop) after the message was handed out: the broker
+            # requeued it and will deliver it again on the restored channel, where the dedupe window below
+            # acknowledges it without handing it out twice. The consumer has done its part.
+            pass
         if message.message_id:
             self._seen.add(message.message_id)
 
@@ -684,14 +716,19 @@ class RabbitMqBus:
             headers=dict(headers) or None,
         )
         try:
-            confirmation = await self._exchange.publish(
-                message, routing_key=topic, mandatory=mandatory, timeout=self._confirm_timeout
-            )
+            # The bound covers the whole call: while the robust connection is reconnecting, aio-pika waits for it
+            # without a limit before it even sends the message.
+            async with asyncio.timeout(self._confirm_timeout):
+                confirmation = await self._exchange.publish(
+                    message, routing_key=topic, mandatory=mandatory, timeout=self._confirm_timeout
+                )
         except PublishError as error:
             raise Unroutable(f"no queue is bound to a pattern matching {topic!r}") from error
         except DeliveryError as error:
             raise PublishNotConfirmed(f"broker refused message {message_id}: {error}") from error
-        except (asyncio.TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError) as error:
+        except (asyncio.TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as error:
+            # RuntimeError: aiormq's ChannelInvalidStateError (a RuntimeError, not an AMQPError) while the channel
+            # is closed, during a broker restart or a dropped connection, until the robust connection restores it.
             raise PublishNotConfirmed(f"no confirm for message {message_id}: {error!r}") from error
         if not isinstance(confirmation, Basic.Ack):
             raise PublishNotConfirmed(f"broker did not ack message {message_id}: {confirmation!r}")
