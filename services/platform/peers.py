@@ -4,10 +4,30 @@ gRPC Python sends no deadline unless the caller passes ``timeout=`` and does not
 call's deadline to outbound calls; a service-config ``timeout`` fires early in grpcio 1.85 (upstream
 #34547, #40633). So every peer call gets its deadline here, per call: the caller's ``timeout``, else the
 configured default, and never later than the deadline of the inbound call being served.
+
+Retries. Every peer channel carries a service config (``grpc.service_config``, ``grpc.enable_retries``) whose
+retry policy applies to every method: up to ``PEER_RETRY_MAX_ATTEMPTS`` attempts with exponential backoff
+(0.1 s doubling to 1 s, with gRPC's jitter), for UNAVAILABLE only, all within the call's one deadline. gRPC retries
+a call only until it is committed, i.e. until response headers arrive (or the request outgrew the 256 KiB retry
+buffer), so what is retried is a connection that could not be made or was refused (peer restarting, GOAWAY
+while draining) and a trailers-only UNAVAILABLE. The platform's servers send the initial metadata (the request
+id) as soon as a call starts, so an UNAVAILABLE raised by a handler, which may already have acted, is committed
+and never retried; the one handler that sends its own headers late, reporting's CreateReport, is idempotent by
+``request_id``. RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED and business codes are never retried: they go to the
+caller as they are. ``retryThrottling`` stops retrying towards a server that keeps failing (each failure costs a
+token, each success gives back a tenth; retries stop below half of ten), so a dead peer does not get four times
+the traffic.
+
+Keepalive. A peer channel pings every 30 s, with or without calls in flight and without waiting for data
+(``grpc.http2.max_pings_without_data`` 0), and drops the connection when a ping is not answered within 10 s:
+a half-open connection to a dead peer is noticed before the next call waits for its deadline on it. The servers
+(``server.server_options``) accept pings without calls down to every 10 s; anything more frequent would be
+answered with GOAWAY ``too_many_pings``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -21,6 +41,9 @@ from services.platform.settings import DEFAULT_MAX_MESSAGE_BYTES, ServerSettings
 
 __all__ = [
     "MIN_PEER_TIMEOUT",
+    "PEER_KEEPALIVE_TIME_MS",
+    "PEER_RETRY_MAX_ATTEMPTS",
+    "PEER_SERVICE_CONFIG",
     "channel_options",
     "create_channel",
     "create_channel_from_settings",
@@ -33,17 +56,43 @@ __all__ = [
 MIN_PEER_TIMEOUT = 0.001
 
 
-def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
-    """Return the channel arguments of a peer channel (message limits match the servers')."""
+PEER_RETRY_MAX_ATTEMPTS = 4
+PEER_KEEPALIVE_TIME_MS = 30_000
+
+# No "timeout" here: deadlines are set per call (see above). `"name": [{}]` is the default for every method.
+PEER_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": PEER_RETRY_MAX_ATTEMPTS,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+        "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},
+    },
+    separators=(",", ":"),
+)
+
+
+def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, int | str]]:
+    """Return the channel arguments of a peer channel: message limits as the servers', retries, keepalive."""
     return [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
-        # Deadlines and retries are per call; a service config from DNS must not add its own.
+        # The service config is this one; a service config from DNS must not replace it.
         ("grpc.service_config_disable_resolution", 1),
-        # Notice a dead peer on a quiet stream; servers accept pings down to every 10 s.
-        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.service_config", PEER_SERVICE_CONFIG),
+        ("grpc.enable_retries", 1),
+        ("grpc.keepalive_time_ms", PEER_KEEPALIVE_TIME_MS),
         ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 0),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
     ]
 
 

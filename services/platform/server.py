@@ -117,11 +117,13 @@ def server_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[t
         # the traffic; a taken port must fail loudly instead.
         ("grpc.so_reuseport", 0),
         # Long-lived streams cross Envoy and Kubernetes: ping idle connections, and accept client pings
-        # down to 10 s (peers.py pings every 30 s) instead of answering them with GOAWAY too_many_pings.
+        # down to 10 s, with or without calls (peers.py pings every 30 s even on idle channels), instead of
+        # answering them with GOAWAY too_many_pings.
         ("grpc.keepalive_time_ms", 60_000),
         ("grpc.keepalive_timeout_ms", 20_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 2),
     ]
 
 
