@@ -70,7 +70,8 @@ async def _plain_server(servicer: Flaky) -> tuple[grpc.aio.Server, str]:
 
 async def _call(address: str, method: str) -> S:
     async with create_channel(address, default_timeout=10.0) as channel:
-        return await channel.unary_unary(f"/{SERVICE}/{method}", S.SerializeToString, S.FromString)(S())  # type: ignore[no-any-return]
+        call = channel.unary_unary(f"/{SERVICE}/{method}", S.SerializeToString, S.FromString)
+        return await call(S())  # type: ignore[no-any-return]
 
 
 @pytest.fixture
