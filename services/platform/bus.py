@@ -653,8 +653,12 @@ class RabbitMqBus:
         confirm_timeout: float = 5.0,
         dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
         connect_timeout: float = 10.0,
+        reconnect_interval: float = 1.0,
     ) -> RabbitMqBus:
         """Connect to the broker at `url` (amqp://user:password@host:port/vhost) and declare the exchanges.
+
+        A dropped connection is re-established every ``reconnect_interval`` seconds until the broker is back
+        (aio-pika's default is 5 s; a ``reconnect_interval`` query parameter in ``url`` takes precedence).
 
         Raises:
             BusError: the broker cannot be reached within `connect_timeout` seconds.
@@ -663,7 +667,8 @@ class RabbitMqBus:
 
         _check_topic(exchange)
         try:
-            connection = await aio_pika.connect_robust(url, timeout=connect_timeout)
+            options = {} if "reconnect_interval=" in url else {"reconnect_interval": reconnect_interval}
+            connection = await aio_pika.connect_robust(url, timeout=connect_timeout, **options)
         except (OSError, asyncio.TimeoutError, aio_pika.exceptions.AMQPError) as error:
             raise BusError(f"cannot connect to RabbitMQ: {error}") from error
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
