@@ -25,8 +25,9 @@ generate_protos()
 # implied-vol loops; results are unchanged. TASTYPLAT_MARCH picks the target ISA: "native" for this
 # machine, "x86-64-v3" for a portable AVX2 build.
 MARCH = os.environ.get("TASTYPLAT_MARCH", "native")
-CORE_EXT_COMPILE_ARGS = ["-O3", f"-march={MARCH}", "-fno-math-errno", "-fno-trapping-math"]
-CORE_EXT_LINK_ARGS = ["-lm", "-lmvec"] if sys.platform.startswith("linux") else []
+# -fopenmp: the American array kernel spreads large arrays over threads (core_ext.set_threads).
+CORE_EXT_COMPILE_ARGS = ["-O3", f"-march={MARCH}", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"]
+CORE_EXT_LINK_ARGS = ["-lm", "-lmvec", "-fopenmp"] if sys.platform.startswith("linux") else ["-fopenmp"]
 
 extensions = cythonize(
     [

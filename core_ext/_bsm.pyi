@@ -121,6 +121,12 @@ def implied_volatility(
     dividend_yield: float = 0.0,
     style: _Style = "european",
 ) -> float: ...
+def set_threads(threads: int) -> None:
+    """Set how many threads the American array kernels may use (results do not depend on it)."""
+
+def get_threads() -> int:
+    """How many threads the American array kernels may use."""
+
 def greeks_array(
     is_call: _BoolIn,
     spot: _FloatIn,

@@ -37,10 +37,12 @@ def test_public_names_are_exported() -> None:
         "PriceAboveMaximum",
         "PriceBelowIntrinsic",
         "Status",
+        "get_threads",
         "greeks",
         "greeks_array",
         "implied_volatility",
         "implied_volatility_array",
+        "set_threads",
     }
 
 
