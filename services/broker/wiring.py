@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 from grpc_health.v1 import health_pb2
 
-from services.broker.adapters.identity import CachedJwks, JwtIdentityVerifier, user_service_jwks
+from services.broker.adapters.identity import GrpcJwksSource, JwtIdentityVerifier
 from services.broker.adapters.memory import InMemoryLinkRepository
 from services.broker.adapters.paper import PaperConnector, ReferenceMarks
 from services.broker.adapters.postgres import PostgresDatabase, PostgresLinkRepository
@@ -207,7 +207,7 @@ def build(
         channel = create_channel(settings.user_service_target, default_timeout=settings.peer_timeout_seconds)
         close.append(channel.close)
         verifier = JwtIdentityVerifier(
-            CachedJwks(user_service_jwks(channel, timeout=settings.peer_timeout_seconds), clock=clock),
+            GrpcJwksSource(channel, timeout=settings.peer_timeout_seconds),
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             clock=clock,

@@ -27,12 +27,6 @@ class AuthenticationRequired(BrokerError, Unauthenticated):
     reason = "AUTHENTICATION_REQUIRED"
 
 
-class IdentityUnavailable(BrokerError, Unavailable):
-    """The keys that verify access tokens cannot be fetched from the user service right now."""
-
-    reason = "IDENTITY_UNAVAILABLE"
-
-
 class BrokerUnauthorized(BrokerError, FailedPrecondition):
     """Tastytrade refused the linked credential (bad or revoked refresh token); the user must link again."""
 
