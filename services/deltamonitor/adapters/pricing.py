@@ -63,25 +63,25 @@ class CoreExtPricer:
         american: bool,
     ) -> GreeksArrays:
         """Price every element in one core_ext call."""
+        # greeks_array converts its inputs itself (float64, contiguous) and returns float64 arrays.
         result = self._greeks_array(
-            is_call=np.ascontiguousarray(is_call, dtype=np.bool_),
-            spot=np.ascontiguousarray(spot, dtype=np.float64),
-            strike=np.ascontiguousarray(strike, dtype=np.float64),
-            expiry_years=np.ascontiguousarray(expiry_years, dtype=np.float64),
-            volatility=np.ascontiguousarray(volatility, dtype=np.float64),
-            rate=np.ascontiguousarray(rate, dtype=np.float64),
-            dividend_yield=np.ascontiguousarray(dividend_yield, dtype=np.float64),
+            is_call=np.asarray(is_call, dtype=np.bool_),
+            spot=spot,
+            strike=strike,
+            expiry_years=expiry_years,
+            volatility=volatility,
+            rate=rate,
+            dividend_yield=dividend_yield,
             style=self._styles[1] if american else self._styles[0],
         )
-        ok = np.asarray(result.status) == self._ok
         return GreeksArrays(
-            delta=np.asarray(result.delta, dtype=np.float64),
-            gamma=np.asarray(result.gamma, dtype=np.float64),
-            theta=np.asarray(result.theta, dtype=np.float64),
-            vega=np.asarray(result.vega, dtype=np.float64),
-            vanna=np.asarray(result.vanna, dtype=np.float64),
-            charm=np.asarray(result.charm, dtype=np.float64),
-            ok=ok,
+            delta=result.delta,
+            gamma=result.gamma,
+            theta=result.theta,
+            vega=result.vega,
+            vanna=result.vanna,
+            charm=result.charm,
+            ok=result.status == self._ok,
         )
 
 

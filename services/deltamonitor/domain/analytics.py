@@ -94,17 +94,21 @@ def time_to_breach_days(
         or the inputs are unknown.
     """
     s = np.hypot(gamma_move_per_sqrt_day, vanna * vol_of_vol_points_per_sqrt_day)
-    best = np.full(delta.shape, np.inf)
+    # Both bounds at once: row 0 the upper bound (drift charm), row 1 the lower one (drift -charm).
+    distance = np.empty((2, *delta.shape))
+    np.subtract(upper, delta, out=distance[0])
+    np.subtract(delta, lower, out=distance[1])
+    mu = np.empty_like(distance)
+    mu[0] = charm_per_day
+    np.negative(charm_per_day, out=mu[1])
+    np.maximum(mu, 0.0, out=mu)
     with np.errstate(divide="ignore", invalid="ignore"):
-        for distance, drift in ((upper - delta, charm_per_day), (delta - lower, -charm_per_day)):
-            mu = np.maximum(drift, 0.0)
-            # mu x^2 + s x - d = 0 with x = sqrt(t); the stable root avoids cancellation when mu is tiny.
-            disc = np.sqrt(s * s + 4.0 * mu * distance)
-            root = np.where(s + disc > 0.0, 2.0 * distance / (s + disc), np.inf)
-            t = root * root
-            t = np.where(distance >= 0.0, t, np.nan)
-            best = np.fmin(best, t)
-    best[~np.isfinite(best) | (best > horizon_days)] = np.nan
-    inside = (delta >= lower) & (delta <= upper)
-    best[~inside] = np.nan
+        # mu x^2 + s x - d = 0 with x = sqrt(t); the stable root avoids cancellation when mu is tiny.
+        disc = np.sqrt(s * s + 4.0 * mu * distance)
+        denominator = s + disc
+        root = np.where(denominator > 0.0, 2.0 * distance / denominator, np.inf)
+        t = root * root
+        t[~(distance >= 0.0)] = np.nan
+        best = np.fmin(t[0], t[1])
+        best[~np.isfinite(best) | (best > horizon_days) | ~((delta >= lower) & (delta <= upper))] = np.nan
     return best

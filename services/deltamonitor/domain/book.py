@@ -57,6 +57,11 @@ I64 = npt.NDArray[np.int64]
 
 _SECONDS_PER_YEAR = analytics.DAYS_PER_YEAR * 86400.0
 _BAND_STATIC, _BAND_EXPECTED_MOVE, _BAND_WW = 0, 1, 2
+_G_DELTA, _G_GAMMA, _G_CHARM, _G_VANNA, _G_THETA, _G_VEGA = range(6)
+_G_ROWS = 6
+_QUANTITIES = 5
+_ARMED = int(WatchState.ARMED)
+_NO_DATA = int(alerting.Zone.NO_DATA)
 _NO_TIME = -math.inf
 
 
@@ -150,6 +155,19 @@ class _Affected:
     pair_local: I64
     pair_position: I64
     pair_metric: I64
+    # Per-tick gathers computed once: flat indices into the (5, 3, n) contributions (quantity, metric,
+    # position) of every pair for the five summed quantities, and the bincount bins (quantity x watch).
+    gather: I64
+    bins: I64
+    # Affected watches with a benchmark (beta-weighted): local positions and benchmark underlyings.
+    bench_local: I64
+    bench_under: I64
+    adaptive: bool
+    whalley_wilmott: bool
+    static_lower: F64
+    static_upper: F64
+    hysteresis: F64
+    cooldown: F64
 
 
 @dataclass(slots=True)
@@ -249,21 +267,27 @@ class Book:
             if is_option:
                 self._iv_rows.setdefault(sym, []).append(row)
         self._iv_rows_arr = {s: np.array(r, dtype=np.int64) for s, r in self._iv_rows.items()}
-        # Per-share Greeks; shares have delta 1 and nothing else.
-        self.g_delta = np.where(self.p_is_option, np.nan, 1.0)
-        self.g_gamma = np.where(self.p_is_option, np.nan, 0.0)
-        self.g_theta = np.where(self.p_is_option, np.nan, 0.0)
-        self.g_vega = np.where(self.p_is_option, np.nan, 0.0)
-        self.g_vanna = np.where(self.p_is_option, np.nan, 0.0)
-        self.g_charm = np.where(self.p_is_option, np.nan, 0.0)
+        # Per-share Greeks, one row each (the first four in the order of the summed contributions); shares
+        # have delta 1 and nothing else.
+        self.g = np.where(self.p_is_option, np.nan, 0.0)[None, :].repeat(_G_ROWS, axis=0)
+        self.g[_G_DELTA, ~self.p_is_option] = 1.0
+        self.g_delta = self.g[_G_DELTA]
+        self.g_gamma = self.g[_G_GAMMA]
+        self.g_charm = self.g[_G_CHARM]
+        self.g_vanna = self.g[_G_VANNA]
+        self.g_theta = self.g[_G_THETA]
+        self.g_vega = self.g[_G_VEGA]
         self.p_years = np.zeros(n)
-        # Contributions to watch sums, one row per metric (shares, dollars, beta-dollars); the beta row is
-        # divided by the watch's benchmark price after summing.
-        self.c_delta = np.full((3, n), np.nan)
-        self.c_gamma = np.full((3, n), np.nan)
-        self.c_charm = np.full((3, n), np.nan)
-        self.c_vanna = np.full((3, n), np.nan)
-        self.c_move = np.full((3, n), np.nan)
+        # Contributions to watch sums: (quantity, metric, position) with quantities delta, gamma, charm,
+        # vanna, move (gamma x S x IV) and metrics shares, dollars, beta-dollars; the beta row is divided by
+        # the watch's benchmark price after summing.
+        self.contrib = np.full((_QUANTITIES, 3, n), np.nan)
+        self.c_delta = self.contrib[0]
+        self.c_gamma = self.contrib[1]
+        self.c_charm = self.contrib[2]
+        self.c_vanna = self.contrib[3]
+        self.c_move = self.contrib[4]
+        self._contrib_flat = self.contrib.reshape(-1)
         nu = len(underlyings)
         self.u_price = np.array([self.market.prices.get(s, math.nan) for s in underlyings], dtype=np.float64)
         self.u_beta = np.array([self.market.beta(s) for s in underlyings], dtype=np.float64)
@@ -358,12 +382,29 @@ class Book:
             local = np.full(len(self.watches), -1, dtype=np.int64)
             local[watches] = np.arange(len(watches))
             mask = local[self.pair_w] >= 0 if len(self.pair_w) else np.zeros(0, dtype=np.bool_)
+            pair_local = local[self.pair_w[mask]]
+            pair_position = self.pair_p[mask]
+            pair_metric = self.w_metric[self.pair_w[mask]]
+            quantity = np.arange(_QUANTITIES, dtype=np.int64)[:, None]
+            n_positions = len(self.positions)
+            bench = self.w_bench[watches]
+            kind = self.w_band_kind[watches]
             self.u_affected.append(
                 _Affected(
                     watches=watches,
-                    pair_local=local[self.pair_w[mask]],
-                    pair_position=self.pair_p[mask],
-                    pair_metric=self.w_metric[self.pair_w[mask]],
+                    pair_local=pair_local,
+                    pair_position=pair_position,
+                    pair_metric=pair_metric,
+                    gather=((quantity * 3 + pair_metric) * n_positions + pair_position).reshape(-1),
+                    bins=(quantity * len(watches) + pair_local).reshape(-1),
+                    bench_local=np.flatnonzero(bench >= 0),
+                    bench_under=bench[bench >= 0],
+                    adaptive=bool((kind != _BAND_STATIC).any()),
+                    whalley_wilmott=bool((kind == _BAND_WW).any()),
+                    static_lower=self.w_static_lower[watches],
+                    static_upper=self.w_static_upper[watches],
+                    hysteresis=self.w_hysteresis[watches],
+                    cooldown=self.w_cooldown[watches],
                 )
             )
         # Stale checks: (watch, feed symbol) pairs over underlyings and option feed symbols.
@@ -497,6 +538,7 @@ class Book:
         if start == stop:
             return 0
         priced = 0
+        g = self.g
         for run in self.u_runs[u]:
             sl = slice(run.start, run.stop)
             n = run.stop - run.start
@@ -512,12 +554,13 @@ class Book:
                 dividend_yield=np.full(n, self.u_yield[u]),
                 american=run.american,
             )
-            self.g_delta[sl] = result.delta
-            self.g_gamma[sl] = result.gamma
-            self.g_theta[sl] = result.theta
-            self.g_vega[sl] = result.vega
-            self.g_vanna[sl] = result.vanna
-            self.g_charm[sl] = result.charm
+            block = g[:, sl]
+            block[_G_DELTA] = result.delta
+            block[_G_GAMMA] = result.gamma
+            block[_G_CHARM] = result.charm
+            block[_G_VANNA] = result.vanna
+            block[_G_THETA] = result.theta
+            block[_G_VEGA] = result.vega
             expired = years <= 0.0
             if expired.any():
                 # At or past expiry an option is its exercise value: delta 1/-1 in the money, 0 out of it.
@@ -525,85 +568,76 @@ class Book:
                 strikes = self.p_strike[sl]
                 itm = np.where(calls, spot > strikes, spot < strikes)
                 intrinsic = np.where(itm, np.where(calls, 1.0, -1.0), 0.0)
-                for column in (self.g_gamma, self.g_theta, self.g_vega, self.g_vanna, self.g_charm):
-                    column[sl][expired] = 0.0
-                self.g_delta[sl][expired] = intrinsic[expired]
+                block[:, expired] = 0.0
+                block[_G_DELTA, expired] = intrinsic[expired]
             priced += n
         sl = slice(start, stop)
-        units = self.p_units[sl]
-        beta_spot = self.u_beta[u] * spot
-        delta = self.g_delta[sl] * units
-        gamma = self.g_gamma[sl] * units
-        charm = self.g_charm[sl] * units
-        vanna = self.g_vanna[sl] * units
-        move = gamma * spot * self.p_iv[sl]
-        for block, values in (
-            (self.c_delta, delta),
-            (self.c_gamma, gamma),
-            (self.c_charm, charm),
-            (self.c_vanna, vanna),
-            (self.c_move, move),
-        ):
-            block[0, sl] = values
-            block[1, sl] = values * spot
-            block[2, sl] = values * beta_spot
+        # delta, gamma, charm, vanna and move per position in shares, then x (1, S, beta S) for the metrics.
+        base = g[:_QUANTITIES, sl] * self.p_units[sl]
+        np.multiply(base[_G_GAMMA], spot, out=base[4])
+        base[4] *= self.p_iv[sl]
+        scale = np.array([1.0, spot, self.u_beta[u] * spot])
+        np.multiply(base[:, None, :], scale[:, None], out=self.contrib[:, :, sl])
         return priced
 
-    def _sum(self, block: F64, affected: _Affected, size: int) -> F64:
-        weights = block[affected.pair_metric, affected.pair_position]
-        sums: F64 = np.bincount(affected.pair_local, weights=weights, minlength=size).astype(np.float64, copy=False)
-        return sums
+    def _sums(self, affected: _Affected, size: int) -> F64:
+        # One bincount for the five quantities: the same additions, in the same order, as one per quantity.
+        weights = self._contrib_flat[affected.gather]
+        sums: F64 = np.bincount(affected.bins, weights=weights, minlength=_QUANTITIES * size)
+        return sums.reshape(_QUANTITIES, size)
 
     def _evaluate(self, u: int, affected: _Affected, now: float, when: datetime) -> list[Alert]:
         ws = affected.watches
         n = len(ws)
-        delta = self._sum(self.c_delta, affected, n)
-        gamma = self._sum(self.c_gamma, affected, n)
-        charm = self._sum(self.c_charm, affected, n)
-        vanna = self._sum(self.c_vanna, affected, n)
-        move = self._sum(self.c_move, affected, n)
-        bench = self.w_bench[ws]
-        divisor = np.where(bench >= 0, self.u_price[np.maximum(bench, 0)], 1.0)
-        for column in (delta, gamma, charm, vanna, move):
-            column /= divisor
-        kind = self.w_band_kind[ws]
-        lower = self.w_static_lower[ws].copy()
-        upper = self.w_static_upper[ws].copy()
-        adaptive = kind != _BAND_STATIC
-        if adaptive.any():
-            raw = analytics.expected_move_half_width(move)
-            ww = kind == _BAND_WW
-            if ww.any():
-                raw = np.where(ww, self._ww_half_width(u, affected, ws, n), raw)
+        sums = self._sums(affected, n)
+        if len(affected.bench_local):
+            sums[:, affected.bench_local] /= self.u_price[affected.bench_under]
+        delta, gamma, charm, vanna, move = sums
+        move_half_width = analytics.expected_move_half_width(move)
+        if affected.adaptive:
+            kind = self.w_band_kind[ws]
+            adaptive = kind != _BAND_STATIC
+            raw = move_half_width
+            if affected.whalley_wilmott:
+                raw = np.where(kind == _BAND_WW, self._ww_half_width(u, affected, ws, n), raw)
             lo, hi = analytics.adaptive_bounds(
                 self.w_center[ws], raw, self.w_mult[ws], self.w_min_hw[ws], self.w_max_hw[ws]
             )
-            lower = np.where(adaptive, lo, lower)
-            upper = np.where(adaptive, hi, upper)
-        zones = alerting.classify_zones(delta, lower, upper, self.w_hysteresis[ws])
-        cooldown_over = (now - self.w_last_alert[ws]) >= self.w_cooldown[ws]
-        state = self.w_state[ws]
-        next_state, raise_alert = alerting.breach_step(state, zones, cooldown_over)
+            lower = np.where(adaptive, lo, affected.static_lower)
+            upper = np.where(adaptive, hi, affected.static_upper)
+        else:
+            lower = affected.static_lower
+            upper = affected.static_upper
+        zones = alerting.classify_zones(delta, lower, upper, affected.hysteresis)
+        cooldown_over = (now - self.w_last_alert[ws]) >= affected.cooldown
+        next_state, raise_alert = alerting.breach_step(self.w_state[ws], zones, cooldown_over)
         ttb = analytics.time_to_breach_days(
             delta,
             lower,
             upper,
             charm,
-            analytics.expected_move_half_width(move),
+            move_half_width,
             vanna,
             self.settings.vol_of_vol_points,
             self.settings.forecast_horizon_days,
         )
-        ttb[next_state != WatchState.ARMED] = np.nan
+        ttb[next_state != _ARMED] = np.nan
         before = self.w_delta[ws]
-        evaluated = zones != alerting.Zone.NO_DATA
-        target = ws[evaluated]
         self.w_state[ws] = next_state
-        self.w_delta[target] = delta[evaluated]
-        self.w_lower[target] = lower[evaluated]
-        self.w_upper[target] = upper[evaluated]
-        self.w_ttb_days[target] = ttb[evaluated]
-        self.w_evaluated[target] = now
+        evaluated = zones != _NO_DATA
+        if evaluated.all():
+            self.w_delta[ws] = delta
+            self.w_lower[ws] = lower
+            self.w_upper[ws] = upper
+            self.w_ttb_days[ws] = ttb
+            self.w_evaluated[ws] = now
+        else:
+            target = ws[evaluated]
+            self.w_delta[target] = delta[evaluated]
+            self.w_lower[target] = lower[evaluated]
+            self.w_upper[target] = upper[evaluated]
+            self.w_ttb_days[target] = ttb[evaluated]
+            self.w_evaluated[target] = now
         if not raise_alert.any():
             return []
         alerts = []
