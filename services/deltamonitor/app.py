@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import time
 import uuid
-import zlib
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from services.deltamonitor.domain.book import Book, BookSettings, LiveState
 from services.deltamonitor.domain.errors import (
@@ -25,6 +25,7 @@ from services.deltamonitor.domain.errors import (
     TooManyStreams,
     WatchNotFound,
 )
+from services.deltamonitor.domain.partitions import partition_of
 from services.deltamonitor.domain.model import (
     Alert,
     AlertState,
@@ -36,16 +37,21 @@ from services.deltamonitor.domain.model import (
 )
 from services.deltamonitor.domain.validation import WatchDraft, apply_update, new_watch
 from services.deltamonitor.ports import (
+    WATCH_CHANGED_TOPIC,
     AlertQuery,
     Caller,
+    Fence,
+    LeaseLost,
     MarketCalendar,
     MarketInputs,
     MarketInputsSource,
+    PartitionLeases,
     PositionSource,
     Pricer,
     Store,
     WatchCursor,
 )
+from services.deltamonitor.ownership import PartitionKeeper
 from services.platform.bus import BusError, MessageBus
 from services.platform.clock import Clock
 from services.platform import paging, telemetry
@@ -68,8 +74,10 @@ class AppSettings:
         live_flush_seconds: How often changed watch states are persisted.
         outbox_retry_seconds: Pause after a failed publish before the relay tries again.
         positions_max_age_seconds: Positions are re-read from the broker on API calls at most this often.
-        shard_index: This replica's shard (watches whose account hashes to it).
-        shard_count: Number of monitor replicas sharing the watches.
+        lease_seconds: Replicas share the watched accounts by partition leases of this length (see
+            ``services.deltamonitor.ownership``); None: this process evaluates every watch.
+        reconcile_seconds: With leases, how often the owned watches are compared with the store (a missed
+            ``deltamonitor.watch.changed`` message is caught up with then).
     """
 
     book: BookSettings = BookSettings()
@@ -80,8 +88,8 @@ class AppSettings:
     live_flush_seconds: float = 2.0
     outbox_retry_seconds: float = 1.0
     positions_max_age_seconds: float = 30.0
-    shard_index: int = 0
-    shard_count: int = 1
+    lease_seconds: float | None = None
+    reconcile_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +112,6 @@ class WatchView:
 
     watch: Watch
     live: WatchLive
-
-
-def _shard_of(account_number: str, count: int) -> int:
-    return zlib.crc32(account_number.encode()) % count
 
 
 class AlertHub:
@@ -184,9 +188,16 @@ class Monitor:
         clock: Clock,
         settings: AppSettings,
         on_alerts: Callable[[list[Alert]], None],
+        replica_id: str = "",
     ) -> None:
-        """Create an empty monitor; ``load`` fills it from the store."""
+        """Create an empty monitor; ``load`` (every watch) or ``acquire`` (with leases) fills it from the store."""
         self._store = store
+        self._replica_id = replica_id
+        # Partitions whose watches this replica evaluates; None: all of them (no leases).
+        self._owned: set[int] | None = None if settings.lease_seconds is None else set()
+        # Serialises changes of what the book holds (acquire, release, reloads of changed watches), so a reload
+        # read before another replica's commit cannot overwrite one read after it.
+        self._membership = asyncio.Lock()
         self._pricer = pricer
         self._calendar = calendar
         self._clock = clock
@@ -201,11 +212,20 @@ class Monitor:
         self.stats = _Stats()
 
     def owns(self, watch: Watch) -> bool:
-        """Whether this replica's shard evaluates ``watch``."""
-        return _shard_of(watch.account_number, self._settings.shard_count) == self._settings.shard_index
+        """Whether this replica evaluates ``watch``."""
+        return self.owns_account(watch.account_number)
+
+    def owns_account(self, account_number: str) -> bool:
+        """Whether this replica evaluates the watches of ``account_number``."""
+        return self._owned is None or partition_of(account_number) in self._owned
+
+    @property
+    def partitions(self) -> frozenset[int] | None:
+        """The partitions this replica evaluates (None: every watch, no leases)."""
+        return None if self._owned is None else frozenset(self._owned)
 
     async def load(self) -> None:
-        """Load watches and their persisted live state from the store."""
+        """Load watches and their persisted live state from the store (with leases: those of owned partitions)."""
         watches = [w for w in await self._store.all_watches() if self.owns(w)]
         live = await self._store.load_live()
         watched = {w.account_number for w in watches}
@@ -225,6 +245,153 @@ class Monitor:
             live=LiveState(dict(live)),
         )
         self._saved = {k: self._key(v[0], v[1]) for k, v in live.items()}
+
+    async def acquire(self, partitions: Iterable[int]) -> int:
+        """Start evaluating the watches of ``partitions`` (leases just won): load them with their live states and
+        account snapshots from the store, then evaluate them at the last prices seen, so a band crossed while no
+        replica held them still alerts. Returns how many watches were added.
+        """
+        if self._owned is None:
+            return 0
+        async with self._membership:
+            wanted = set(partitions) - self._owned
+            if not wanted:
+                return 0
+            watches = [w for w in await self._store.all_watches() if partition_of(w.account_number) in wanted]
+            accounts = sorted({w.account_number for w in watches})
+            snapshots = await self._store.load_accounts(accounts) if accounts else {}
+            live = await self._store.load_live() if watches else {}
+            self._owned |= wanted
+            for account, (positions, inputs) in snapshots.items():
+                # Age "infinitely old": the next API call of the owner reads the broker again.
+                self._accounts[account] = _AccountSnapshot(positions, -math.inf)
+                self.book.market.betas.update(inputs.betas)
+                self.book.market.dividend_yields.update(inputs.dividend_yields)
+            for watch in watches:
+                self._watches[watch.watch_id] = watch
+                entry = live.get(watch.watch_id)
+                if entry is None:
+                    self.book.live.watches.pop(watch.watch_id, None)
+                    self._saved.pop(watch.watch_id, None)
+                else:
+                    self.book.live.watches[watch.watch_id] = entry
+                    self._saved[watch.watch_id] = self._key(entry[0], entry[1])
+            if watches:
+                self._rebuild()
+        await self._evaluate_at_last_prices(accounts)
+        return len(watches)
+
+    async def _evaluate_at_last_prices(self, accounts: Collection[str]) -> list[Alert]:
+        symbols = sorted({p.underlying_symbol for a in accounts if (snap := self._accounts.get(a)) for p in snap.positions})
+        alerts: list[Alert] = []
+        for symbol in symbols:
+            price, seen = self.book.market.prices.get(symbol), self.book.market.updated.get(symbol)
+            if price is not None and seen is not None:
+                alerts += await self.on_quote(symbol, price, datetime.fromtimestamp(seen, UTC))
+        return alerts
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        """Stop evaluating ``partitions`` at once, without writing anything (their leases are lost or lapsing).
+
+        Alerts of theirs not yet written are discarded: the replica that holds them now evaluates their watches
+        from the stored state and raises those alerts itself.
+        """
+        if self._owned is None:
+            return
+        gone = set(partitions) & self._owned
+        if not gone:
+            return
+        self._owned -= gone
+        for watch_id in [k for k, w in self._watches.items() if partition_of(w.account_number) in gone]:
+            del self._watches[watch_id]
+            self._saved.pop(watch_id, None)
+        self._unrecorded = [d for d in self._unrecorded if partition_of(d.account_number) not in gone]
+        for account in [a for a in self._accounts if partition_of(a) in gone]:
+            del self._accounts[account]
+        self._rebuild()
+
+    async def release(self, partitions: Iterable[int]) -> frozenset[int]:
+        """Hand ``partitions`` over (rebalancing, shutdown): write their pending alerts and changed live states
+        while the leases are still held, then stop evaluating them. Returns the partitions given up; the caller
+        releases their leases afterwards.
+
+        Raises:
+            DatabaseUnavailable: the flush failed; the partitions stay with this replica.
+        """
+        if self._owned is None:
+            return frozenset()
+        async with self._membership:
+            gone = set(partitions) & self._owned
+            if not gone:
+                return frozenset()
+            if any(partition_of(d.account_number) in gone for d in self._unrecorded):
+                await self._record([])
+            gone &= self._owned
+            changed = self._changed_live(lambda w: partition_of(w.account_number) in gone)
+            self.drop(gone)
+            if changed:
+                with contextlib.suppress(LeaseLost):  # already someone else's: their state is the stored one
+                    async with self._lock:
+                        await self._store.save_live(changed, self._fence(gone))
+            return frozenset(gone)
+
+    async def watch_changed(self, user_id: str, watch_id: str, account_number: str) -> bool:
+        """A replica created, changed or deleted a watch: reload it (and the account's positions) from the store
+        if this replica evaluates its account. Returns whether the book changed."""
+        async with self._membership:
+            if not self.owns_account(account_number):
+                return False
+            watch = await self._store.get_watch(user_id, watch_id)
+            snapshots = await self._store.load_accounts([account_number])
+            if not self.owns_account(account_number):
+                return False
+            changed = self._adopt_account(account_number, snapshots)
+            if watch is None:
+                if self._watches.pop(watch_id, None) is not None:
+                    self._saved.pop(watch_id, None)
+                    changed = True
+            elif self._watches.get(watch_id) != watch:
+                self._watches[watch_id] = watch
+                changed = True
+            if changed:
+                self._rebuild()
+            return changed
+
+    async def reconcile(self) -> int:
+        """Compare the owned watches with the store and take over any difference (a change message that never
+        arrived). Returns how many watches were added, replaced or removed."""
+        if self._owned is None:
+            return 0
+        async with self._membership:
+            stored = {w.watch_id: w for w in await self._store.all_watches() if self.owns(w)}
+            differ = {k for k in stored.keys() | self._watches.keys() if stored.get(k) != self._watches.get(k)}
+            if not differ:
+                return 0
+            accounts = sorted({w.account_number for k in differ for w in (stored.get(k), self._watches.get(k)) if w})
+            snapshots = await self._store.load_accounts(accounts)
+            for account in accounts:
+                self._adopt_account(account, snapshots)
+            for watch_id in differ:
+                if watch_id in stored:
+                    self._watches[watch_id] = stored[watch_id]
+                else:
+                    self._watches.pop(watch_id, None)
+                    self._saved.pop(watch_id, None)
+            self._rebuild()
+            return len(differ)
+
+    def _adopt_account(self, account_number: str, snapshots: dict[str, tuple[list[HeldPosition], MarketInputs]]) -> bool:
+        snapshot = snapshots.get(account_number)
+        current = self._accounts.get(account_number)
+        if snapshot is None or (current is not None and current.positions == snapshot[0]):
+            return False
+        self._accounts[account_number] = _AccountSnapshot(snapshot[0], -math.inf)
+        self.book.market.betas.update(snapshot[1].betas)
+        self.book.market.dividend_yields.update(snapshot[1].dividend_yields)
+        return True
+
+    def _fence(self, partitions: Iterable[int]) -> Fence | None:
+        return None if self._owned is None else Fence(self._replica_id, frozenset(partitions))
 
     @staticmethod
     def _key(generation: int, live: WatchLive) -> tuple[int, int, float, bool]:
@@ -259,9 +426,10 @@ class Monitor:
         self._accounts[account_number] = _AccountSnapshot(list(positions), self._clock.monotonic())
 
     def set_positions(self, account_number: str, positions: Sequence[HeldPosition]) -> None:
-        """Replace an account's positions and rebuild the book."""
+        """Replace an account's positions and rebuild the book (if this replica evaluates the account)."""
         self._accounts[account_number] = _AccountSnapshot(list(positions), self._clock.monotonic())
-        self._rebuild()
+        if self.owns_account(account_number):
+            self._rebuild()
 
     def set_inputs(self, betas: dict[str, float], dividend_yields: dict[str, float]) -> None:
         """Record betas and dividend yields."""
@@ -323,20 +491,32 @@ class Monitor:
         # they would otherwise be lost; they are kept and retried until stored.
         drafts = self._unrecorded + fresh
         self._unrecorded = []
-        ids = {d.watch_id for d in drafts}
-        live = {
-            watch_id: (self._watches[watch_id].generation, state)
-            for watch_id, state in self.book.snapshot_live(ids).items()
-            if watch_id in self._watches
-        }
-        try:
-            async with self._lock:
-                # The context of the tick being processed (or none, for a sweep): the outbox keeps it, so the alert's
-                # publish and its deliveries join the tick's trace.
-                stored = await self._store.record_alerts(drafts, live, telemetry.inject_headers())
-        except Exception:
-            self._unrecorded = drafts + self._unrecorded
-            raise
+        while True:
+            ids = {d.watch_id for d in drafts}
+            live = {
+                watch_id: (self._watches[watch_id].generation, state)
+                for watch_id, state in self.book.snapshot_live(ids).items()
+                if watch_id in self._watches
+            }
+            fence = self._fence(partition_of(d.account_number) for d in drafts)
+            try:
+                async with self._lock:
+                    # The context of the tick being processed (or none, for a sweep): the outbox keeps it, so the
+                    # alert's publish and its deliveries join the tick's trace.
+                    stored = await self._store.record_alerts(drafts, live, telemetry.inject_headers(), fence=fence)
+                break
+            except LeaseLost as lost:
+                # Another replica holds these partitions now and raises their alerts from the stored state:
+                # writing ours as well would duplicate them.
+                log.warning("partition leases lost; their alerts are left to the new owner",
+                            extra={"partitions": sorted(lost.partitions)})
+                self.drop(lost.partitions)
+                drafts = [d for d in drafts if partition_of(d.account_number) not in lost.partitions]
+                if not drafts or not lost.partitions:
+                    return []
+            except Exception:
+                self._unrecorded = drafts + self._unrecorded
+                raise
         for watch_id, (generation, state) in live.items():
             self._saved[watch_id] = self._key(generation, state)
         self.stats.alerts += len(stored)
@@ -350,20 +530,35 @@ class Monitor:
         """
         if self._unrecorded:
             await self._record([])
+        changed = self._changed_live(lambda _: True)
+        while changed:
+            try:
+                async with self._lock:
+                    await self._store.save_live(
+                        changed, self._fence(partition_of(self._watches[k].account_number) for k in changed)
+                    )
+                break
+            except LeaseLost as lost:
+                if not lost.partitions:
+                    raise
+                self.drop(lost.partitions)
+                changed = {k: v for k, v in changed.items() if k in self._watches}
+        for watch_id, (generation, live) in changed.items():
+            self._saved[watch_id] = self._key(generation, live)
+        return len(changed)
+
+    def _changed_live(self, which: Callable[[Watch], bool]) -> dict[str, tuple[int, WatchLive]]:
         changed: dict[str, tuple[int, WatchLive]] = {}
         for watch_id, watch in self._watches.items():
+            if not which(watch):
+                continue
             live = self.book.live_state(watch_id)
             if live is None:
                 continue
             key = self._key(watch.generation, live)
             if self._saved.get(watch_id) != key:
                 changed[watch_id] = (watch.generation, live)
-        if changed:
-            async with self._lock:
-                await self._store.save_live(changed)
-            for watch_id, (generation, live) in changed.items():
-                self._saved[watch_id] = self._key(generation, live)
-        return len(changed)
+        return changed
 
 
 class DeltaMonitorApp:
@@ -382,9 +577,16 @@ class DeltaMonitorApp:
         decode: Callable[[bytes], Alert],
         clock: Clock,
         settings: AppSettings,
+        leases: PartitionLeases | None = None,
+        replica_id: str = "",
     ) -> None:
-        """Wire the application (``start`` loads state and starts the loops)."""
+        """Wire the application (``start`` loads state and starts the loops).
+
+        With ``settings.lease_seconds`` set, replicas share the watched accounts by partition leases kept in
+        ``leases`` (the store, when it keeps them); ``replica_id`` names this replica (a fresh id by default).
+        """
         self.store = store
+        self.replica_id = replica_id or f"dm-{uuid.uuid4().hex[:12]}"
         self._positions = positions
         # Who the broker last confirmed as the owner of each account: the positions cache is shared, so a
         # cached account is served only to the user the broker showed it to.
@@ -404,9 +606,21 @@ class DeltaMonitorApp:
             clock=clock,
             settings=settings,
             on_alerts=self._raised,
+            replica_id=self.replica_id,
         )
+        self.keeper: PartitionKeeper | None = None
+        if settings.lease_seconds is not None:
+            self.keeper = PartitionKeeper(
+                leases=leases if leases is not None else store,  # type: ignore[arg-type]  # both stores keep leases
+                monitor=self.monitor,
+                replica_id=self.replica_id,
+                lease_seconds=settings.lease_seconds,
+                clock=clock,
+                reconcile_seconds=settings.reconcile_seconds,
+            )
         self._tasks: list[asyncio.Task[None]] = []
         self._feed_subscription: object | None = None
+        self._change_subscription: object | None = None
         self._draining = asyncio.Event()
 
     def _raised(self, alerts: list[Alert]) -> None:
@@ -426,7 +640,14 @@ class DeltaMonitorApp:
         await self.monitor.load()
         subscription = await self._bus.subscribe(["deltamonitor.alert.*"], prefetch=256)
         self._feed_subscription = subscription
-        self._tasks = [
+        self._tasks = []
+        if self.keeper is not None:
+            # Subscribed before the first heartbeat: a change committed after the acquire's read arrives here.
+            changes = await self._bus.subscribe([WATCH_CHANGED_TOPIC], prefetch=256)
+            self._change_subscription = changes
+            self._tasks.append(asyncio.create_task(self._change_loop(changes), name="deltamonitor-watch-changes"))
+            await self.keeper.start()
+        self._tasks += [
             asyncio.create_task(self._feed_loop(subscription), name="deltamonitor-alert-feed"),
             asyncio.create_task(self._outbox_loop(), name="deltamonitor-outbox"),
             asyncio.create_task(self._periodic(self.settings.stale_check_seconds, self.monitor.sweep_stale), name="deltamonitor-stale"),
@@ -449,9 +670,12 @@ class DeltaMonitorApp:
         self._tasks = []
         with contextlib.suppress(Exception):
             await self.monitor.flush_live()
-        if self._feed_subscription is not None:
-            with contextlib.suppress(Exception):
-                await self._feed_subscription.close()  # type: ignore[attr-defined]
+        if self.keeper is not None:
+            await self.keeper.stop()
+        for subscription in (self._feed_subscription, self._change_subscription):
+            if subscription is not None:
+                with contextlib.suppress(Exception):
+                    await subscription.close()  # type: ignore[attr-defined]
 
     async def _periodic(self, seconds: float, action: Callable[[], object]) -> None:
         while True:
@@ -504,6 +728,30 @@ class DeltaMonitorApp:
                 self.hub.dispatch(alert)
             await delivery.ack()
 
+    async def _change_loop(self, subscription: object) -> None:
+        async for delivery in subscription:  # type: ignore[attr-defined]
+            try:
+                change = json.loads(delivery.payload)
+                await self.monitor.watch_changed(change["user_id"], change["watch_id"], change["account_number"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("dropping an unreadable watch change", extra={"message_id": delivery.message_id})
+            except Exception as error:  # noqa: BLE001  # reconciliation with the store catches up later
+                log.warning("cannot reload a changed watch", extra={"error": repr(error)})
+            await delivery.ack()
+
+    async def _announce(self, watch: Watch) -> None:
+        # With leases the account's owner may be another replica: it reloads the watch when told.
+        if self.keeper is None:
+            return
+        payload = json.dumps(
+            {"watch_id": watch.watch_id, "user_id": watch.user_id, "account_number": watch.account_number}
+        ).encode()
+        try:
+            await self._bus.publish(WATCH_CHANGED_TOPIC, payload, f"{watch.watch_id}.{uuid.uuid4().hex[:12]}")
+        except BusError as error:
+            log.warning("cannot announce a watch change; the owner reconciles with the store",
+                        extra={"watch_id": watch.watch_id, "error": repr(error)})
+
     # ------------------------------------------------------------------------------------------- watches
 
     async def _refresh_account(self, account_number: str, caller: Caller, *, force: bool) -> list[HeldPosition]:
@@ -553,6 +801,7 @@ class DeltaMonitorApp:
         stored = await self.store.create_watch(watch, request_id, self.settings.watch_limit)
         if stored.watch_id == watch.watch_id:
             self.monitor.put_watch(stored)
+        await self._announce(stored)
         return self._view(stored)
 
     async def get_watch(self, caller: Caller, watch_id: str) -> WatchView:
@@ -597,15 +846,18 @@ class DeltaMonitorApp:
             raise WatchNotFound(watch_id)
         await self._refresh_account(changed.account_number, caller, force=False)
         self.monitor.put_watch(changed)
+        await self._announce(changed)
         return self._view(changed)
 
     async def delete_watch(self, caller: Caller, watch_id: str) -> None:
         """DeleteWatch (its alerts stay listed)."""
         if not watch_id:
             raise FieldRequired("watch_id")
-        if not await self.store.delete_watch(caller.user_id, watch_id):
+        watch = await self.store.get_watch(caller.user_id, watch_id)
+        if watch is None or not await self.store.delete_watch(caller.user_id, watch_id):
             raise WatchNotFound(watch_id)
         self.monitor.remove_watch(watch_id)
+        await self._announce(watch)
 
     # ------------------------------------------------------------------------------------------- alerts
 

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from services.deltamonitor.app import AppSettings
 from services.deltamonitor.domain.book import BookSettings
-from services.platform.settings import Secret, ServerSettings, env
+from services.platform.settings import InvalidSettingError, Secret, ServerSettings, env
 
 __all__ = ["DeltaMonitorSettings"]
 
@@ -35,8 +35,11 @@ class DeltaMonitorSettings(ServerSettings):
         heartbeat_seconds: Heartbeat period of idle alert streams.
         stale_check_seconds: Period of the stale-data check.
         vol_of_vol_points: Assumed daily standard deviation of implied vol (vol points) for forecasts.
-        shard_index: This replica's shard of the watches.
-        shard_count: Number of monitor replicas.
+        ownership: ``leases`` (replicas share the watched accounts by partition leases in PostgreSQL; a
+            replica that stops renewing loses its partitions to the others) or ``all`` (this process evaluates
+            every watch: embedded mode, or one replica by choice).
+        lease_seconds: How long a partition lease lasts without renewal (renewed every third of it); a killed
+            replica's accounts are taken over within about this long.
     """
 
     env_prefix: ClassVar[str] = "DELTAMONITOR_"
@@ -58,8 +61,12 @@ class DeltaMonitorSettings(ServerSettings):
     heartbeat_seconds: float = env("HEARTBEAT_SECONDS", default=15.0, ge=0.05)
     stale_check_seconds: float = env("STALE_CHECK_SECONDS", default=5.0, ge=0.05)
     vol_of_vol_points: float = env("VOL_OF_VOL_POINTS", default=1.0, ge=0.0)
-    shard_index: int = env("SHARD_INDEX", default=0, ge=0)
-    shard_count: int = env("SHARD_COUNT", default=1, ge=1)
+    ownership: str = env("OWNERSHIP", default="leases", help="leases or all")
+    lease_seconds: float = env("LEASE_SECONDS", default=10.0, ge=0.3, le=600.0)
+
+    def __post_init__(self) -> None:
+        if self.ownership not in ("leases", "all"):
+            raise InvalidSettingError(type(self).variable_name("ownership"), f"expected leases or all, got {self.ownership!r}")
 
     def app_settings(self) -> AppSettings:
         """The application's behaviour settings."""
@@ -73,6 +80,5 @@ class DeltaMonitorSettings(ServerSettings):
             streams_per_user=self.streams_per_user,
             heartbeat_seconds=self.heartbeat_seconds,
             stale_check_seconds=self.stale_check_seconds,
-            shard_index=self.shard_index,
-            shard_count=self.shard_count,
+            lease_seconds=self.lease_seconds if self.ownership == "leases" else None,
         )

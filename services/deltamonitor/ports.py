@@ -17,21 +17,28 @@ __all__ = [
     "AlertCodec",
     "AlertQuery",
     "Authenticator",
+    "Fence",
     "Caller",
     "GreeksArrays",
+    "LeaseLost",
+    "LeaseView",
     "MarketCalendar",
     "MarketInputs",
     "MarketInputsSource",
     "OutboxEntry",
+    "PartitionLeases",
     "PositionSource",
     "Pricer",
     "Store",
+    "WATCH_CHANGED_TOPIC",
     "WatchCursor",
 ]
 
 # Bus topics of alert events: a new alert, and an alert the user acknowledged (stops escalation).
 RAISED_TOPIC = "deltamonitor.alert.raised"
 ACKNOWLEDGED_TOPIC = "deltamonitor.alert.acknowledged"
+# A watch was created, changed or deleted on some replica: the replica that owns its account reloads it.
+WATCH_CHANGED_TOPIC = "deltamonitor.watch.changed"
 
 
 class PositionSource(Protocol):
@@ -141,6 +148,61 @@ class OutboxEntry:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The leases a write depends on: the store refuses it unless ``owner`` holds an unexpired lease on every
+    partition in ``partitions`` at the moment of the write (in the same transaction).
+
+    Attributes:
+        owner: The writing replica's id.
+        partitions: Partitions of the accounts the write touches.
+    """
+
+    owner: str
+    partitions: frozenset[int]
+
+
+class LeaseLost(Exception):
+    """A fenced write was refused: the writer no longer holds these partitions (nothing was written)."""
+
+    def __init__(self, partitions: frozenset[int]) -> None:
+        super().__init__(f"partition leases lost: {sorted(partitions)}")
+        self.partitions = partitions
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseView:
+    """What one heartbeat found.
+
+    Attributes:
+        held: Partitions this replica holds a lease on after the heartbeat.
+        target: Its fair share among the live replicas.
+        replicas: Live replicas, this one included.
+    """
+
+    held: frozenset[int]
+    target: int
+    replicas: tuple[str, ...]
+
+
+class PartitionLeases(Protocol):
+    """Replica heartbeats and partition leases, kept with the watches (expiry by the store's clock)."""
+
+    async def heartbeat(self, replica_id: str, lease_seconds: float, partitions: int) -> LeaseView:
+        """In one step: mark ``replica_id`` live for ``lease_seconds``, renew its leases, and claim free or
+        expired partitions up to its fair share among the live replicas.
+        """
+        ...
+
+    async def release(self, replica_id: str, partitions: Sequence[int]) -> None:
+        """Give up leases (only those ``replica_id`` holds), so another replica may claim them at once."""
+        ...
+
+    async def leave(self, replica_id: str) -> None:
+        """Forget the replica and release all its leases (graceful stop)."""
+        ...
+
+
 class Store(Protocol):
     """Watches, their live state, alerts and the outbox of alert events (PostgreSQL or in memory).
 
@@ -189,22 +251,37 @@ class Store(Protocol):
         """The persisted live state by watch id, with the watch generation it belongs to."""
         ...
 
-    async def save_live(self, states: dict[str, tuple[int, WatchLive]]) -> None:
-        """Persist live states (ignoring watches that are gone)."""
+    async def save_live(self, states: dict[str, tuple[int, WatchLive]], fence: Fence | None = None) -> None:
+        """Persist live states (ignoring watches that are gone).
+
+        Raises:
+            LeaseLost: ``fence`` is given and not held (nothing written).
+        """
         ...
 
     async def save_account(self, account_number: str, positions: Sequence[HeldPosition], inputs: MarketInputs) -> None:
         """Keep the positions and model inputs last read for an account (the monitor reloads them at start-up)."""
         ...
 
-    async def load_accounts(self) -> dict[str, tuple[list[HeldPosition], MarketInputs]]:
-        """Every kept account snapshot."""
+    async def load_accounts(
+        self, accounts: Sequence[str] | None = None
+    ) -> dict[str, tuple[list[HeldPosition], MarketInputs]]:
+        """Every kept account snapshot (only those of ``accounts`` when given)."""
         ...
 
     async def record_alerts(
-        self, drafts: Sequence[Alert], live: dict[str, tuple[int, WatchLive]], headers: Mapping[str, str] | None = None
+        self,
+        drafts: Sequence[Alert],
+        live: dict[str, tuple[int, WatchLive]],
+        headers: Mapping[str, str] | None = None,
+        fence: Fence | None = None,
     ) -> list[Alert]:
-        """Atomically store alerts (ids in order), their outbox entries (with ``headers``) and the live states."""
+        """Atomically store alerts (ids in order), their outbox entries (with ``headers``) and the live states.
+
+        Raises:
+            LeaseLost: ``fence`` is given and not held (nothing written): a replica that lost a partition to
+                another cannot raise an alert the new owner raises too.
+        """
         ...
 
     async def get_alert(self, user_id: str, alert_id: str) -> Alert | None:

@@ -21,6 +21,7 @@ from services.deltamonitor.api.convert import decode_alert, encode_alert
 from services.deltamonitor.api.servicer import DeltaMonitorServicer
 from services.deltamonitor.app import AppSettings, DeltaMonitorApp
 from services.deltamonitor.config import DeltaMonitorSettings
+from services.deltamonitor.domain.partitions import PARTITION_COUNT
 from services.deltamonitor.ports import Authenticator, MarketCalendar, MarketInputsSource, PositionSource, Pricer, Store
 from services.platform import telemetry
 from services.platform.bus import MessageBus
@@ -81,6 +82,8 @@ def assemble(
         telemetry.expose("deltamonitor_ticks", "Quotes applied to the book", lambda: [({}, float(stats.ticks))],
                          kind="counter")
         telemetry.expose("deltamonitor_alert_streams", "Open StreamAlerts calls", lambda: [({}, app.hub.open_streams)])
+        telemetry.expose("deltamonitor_partitions", "Account partitions this replica evaluates",
+                         lambda: [({}, float(len(app.monitor.partitions or ()) if app.keeper else PARTITION_COUNT))])
 
     async def stop() -> None:
         await ticks.stop()
@@ -141,6 +144,7 @@ async def embedded(resources: EmbeddedResources, environ: Mapping[str, str] | No
         rabbitmq_url=Secret("in-process"),
         broker_target=resources.grpc_target,
         user_target=resources.grpc_target,
+        ownership="all",  # one process: it evaluates every watch
     )
     store = PostgresStore(resources.postgres_dsn, schema=settings.db_schema)
     return _from_settings(

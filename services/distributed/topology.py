@@ -16,7 +16,7 @@ __all__ = ["DistributedSettings", "Instance", "Topology", "build_topology", "ser
 
 # Variables the launcher owns for each instance: the caller's environment cannot move a process off the port
 # Envoy routes to.
-_OWNED = ("HOST", "PORT", "SHARD_INDEX", "SHARD_COUNT")
+_OWNED = ("HOST", "PORT")
 # A service's Prometheus endpoint listens on its gRPC port plus this (9081 for broker's 8081), unless overridden.
 METRICS_PORT_OFFSET = 1000
 # Extra replicas of a service listen on its port plus this times the replica index (8082, 8182, 8282...).
@@ -205,7 +205,8 @@ def service_environment(
     Every service reads only the ``<SVC>_*`` variables its settings declare, so each gets the conventional
     names (``DATABASE_URL``, ``RABBITMQ_URL``, ``<PEER>_TARGET``...) and ignores those it has no use for. A
     variable already set in ``inherited`` wins (so ``NOTIFICATION_CHANNELS=sms,stream make run-distributed``
-    works), except the address, port and shard, which the gateway's routes depend on.
+    works), except the address and port, which the gateway's routes depend on. Replicas of a service get the same
+    environment: the delta monitor's share the watched accounts by leases, not by a per-replica setting.
     """
     name = instance.service.name
     prefix = f"{name.upper()}_"
@@ -221,8 +222,6 @@ def service_environment(
         "CACHE_PREFIX": settings.cache_prefix,
         "SECRET_KEYS": secrets.secret_keys[name],
         "AUDIT_SIGNING_KEY": secrets.audit_signing_keys[name],
-        "SHARD_INDEX": str(instance.index),
-        "SHARD_COUNT": str(instance.count),
     }
     schema = schema_of(settings, name)
     if schema is not None:

@@ -30,14 +30,19 @@ def test_port_offset_moves_every_port_and_overrides_win() -> None:
     assert (topology.gateway_port, topology.gateway_admin_port) == (9080, 23001)
 
 
-def test_replicas_listen_a_hundred_ports_apart_and_know_their_shard(tmp_path: pathlib.Path) -> None:
+def test_replicas_listen_a_hundred_ports_apart_with_the_same_settings(tmp_path: pathlib.Path) -> None:
     topology = build_topology(_settings(REPLICAS="deltamonitor=2"))
     first, second = topology.of("deltamonitor")
     assert (first.port, second.port) == (8086, 8186)
     assert (first.name, second.name) == ("deltamonitor", "deltamonitor-1")
     secrets = load_or_create(tmp_path / "secrets.json", [e.name for e in CATALOGUE])
-    env = service_environment(second, topology=topology, settings=_settings(), secrets=secrets, inherited={})
-    assert (env["DELTAMONITOR_SHARD_INDEX"], env["DELTAMONITOR_SHARD_COUNT"]) == ("1", "2")
+    envs = [service_environment(i, topology=topology, settings=_settings(), secrets=secrets, inherited={})
+            for i in (first, second)]
+    assert (envs[0]["DELTAMONITOR_PORT"], envs[1]["DELTAMONITOR_PORT"]) == ("8086", "8186")
+    # The replicas share the watched accounts by partition leases: no per-replica shard setting.
+    assert {k: v for k, v in envs[0].items() if "PORT" not in k and "OTEL" not in k} == {
+        k: v for k, v in envs[1].items() if "PORT" not in k and "OTEL" not in k
+    }
 
 
 def test_a_port_used_twice_is_refused() -> None:

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
 from services.deltamonitor.adapters.records import alert_id_for
 from services.deltamonitor.domain.errors import WatchLimitExceeded
 from services.deltamonitor.domain.model import Alert, AlertState, HeldPosition, Watch, WatchLive
+from services.deltamonitor.domain.partitions import fair_share, partition_of
 from services.deltamonitor.ports import (
     ACKNOWLEDGED_TOPIC,
     RAISED_TOPIC,
     AlertQuery,
+    Fence,
+    LeaseLost,
+    LeaseView,
     MarketInputs,
     OutboxEntry,
     WatchCursor,
@@ -23,10 +28,13 @@ __all__ = ["InMemoryStore"]
 
 
 class InMemoryStore:
-    """Watches, live states, alerts and the outbox in dictionaries."""
+    """Watches, live states, alerts, the outbox and partition leases in dictionaries."""
 
-    def __init__(self) -> None:
-        """Start empty."""
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        """Start empty; ``now`` (seconds) is the clock lease expiry is measured on."""
+        self._now = now
+        self._replicas: dict[str, float] = {}
+        self._leases: dict[int, tuple[str, float]] = {}
         self._watches: dict[str, Watch] = {}
         self._requests: dict[tuple[str, str], str] = {}
         self._live: dict[str, tuple[int, WatchLive]] = {}
@@ -94,7 +102,8 @@ class InMemoryStore:
     async def load_live(self) -> dict[str, tuple[int, WatchLive]]:
         return dict(self._live)
 
-    async def save_live(self, states: dict[str, tuple[int, WatchLive]]) -> None:
+    async def save_live(self, states: dict[str, tuple[int, WatchLive]], fence: Fence | None = None) -> None:
+        self._check(fence)
         for watch_id, state in states.items():
             if watch_id in self._watches:
                 self._live[watch_id] = state
@@ -102,12 +111,20 @@ class InMemoryStore:
     async def save_account(self, account_number: str, positions: Sequence[HeldPosition], inputs: MarketInputs) -> None:
         self._accounts[account_number] = (list(positions), inputs)
 
-    async def load_accounts(self) -> dict[str, tuple[list[HeldPosition], MarketInputs]]:
-        return {k: (list(v[0]), v[1]) for k, v in self._accounts.items()}
+    async def load_accounts(
+        self, accounts: Sequence[str] | None = None
+    ) -> dict[str, tuple[list[HeldPosition], MarketInputs]]:
+        wanted = None if accounts is None else set(accounts)
+        return {k: (list(v[0]), v[1]) for k, v in self._accounts.items() if wanted is None or k in wanted}
 
     async def record_alerts(
-        self, drafts: Sequence[Alert], live: dict[str, tuple[int, WatchLive]], headers: Mapping[str, str] | None = None
+        self,
+        drafts: Sequence[Alert],
+        live: dict[str, tuple[int, WatchLive]],
+        headers: Mapping[str, str] | None = None,
+        fence: Fence | None = None,
     ) -> list[Alert]:
+        self._check(fence)
         stored = []
         for draft in drafts:
             sequence = len(self._alerts) + 1
@@ -180,3 +197,50 @@ class InMemoryStore:
     async def mark_published(self, entry_ids: Sequence[int]) -> None:
         for entry_id in entry_ids:
             self._outbox.pop(entry_id, None)
+
+    # ------------------------------------------------------------------------------------------- leases
+
+    def _check(self, fence: Fence | None) -> None:
+        if fence is None:
+            return
+        now = self._now()
+        lost = frozenset(
+            p for p in fence.partitions if (lease := self._leases.get(p)) is None or lease[0] != fence.owner or lease[1] <= now
+        )
+        if lost:
+            raise LeaseLost(lost)
+
+    async def heartbeat(self, replica_id: str, lease_seconds: float, partitions: int) -> LeaseView:
+        now = self._now()
+        expires = now + lease_seconds
+        self._replicas[replica_id] = expires
+        for gone in [r for r, until in self._replicas.items() if until <= now]:
+            del self._replicas[gone]
+        live = tuple(sorted(self._replicas))
+        target = fair_share(live, replica_id, partitions)
+        held = [p for p in range(partitions) if (lease := self._leases.get(p)) is not None and lease[0] == replica_id]
+        for p in held:
+            self._leases[p] = (replica_id, expires)
+        for p in range(partitions):
+            if len(held) >= target:
+                break
+            lease = self._leases.get(p)
+            if lease is None or lease[1] <= now:
+                self._leases[p] = (replica_id, expires)
+                held.append(p)
+        return LeaseView(frozenset(held), target, live)
+
+    async def release(self, replica_id: str, partitions: Sequence[int]) -> None:
+        for p in partitions:
+            lease = self._leases.get(p)
+            if lease is not None and lease[0] == replica_id:
+                del self._leases[p]
+
+    async def leave(self, replica_id: str) -> None:
+        self._replicas.pop(replica_id, None)
+        await self.release(replica_id, [p for p, (owner, _) in self._leases.items() if owner == replica_id])
+
+    def lease_owner(self, account_number: str, partitions: int) -> str | None:
+        """Who holds an unexpired lease on the account's partition (tests)."""
+        lease = self._leases.get(partition_of(account_number, partitions))
+        return lease[0] if lease is not None and lease[1] > self._now() else None

@@ -23,10 +23,14 @@ from services.deltamonitor.adapters.records import (
 )
 from services.deltamonitor.domain.errors import DatabaseUnavailable, WatchLimitExceeded
 from services.deltamonitor.domain.model import Alert, AlertKind, AlertState, HeldPosition, Severity, Watch, WatchLive
+from services.deltamonitor.domain.partitions import fair_share
 from services.deltamonitor.ports import (
     ACKNOWLEDGED_TOPIC,
     RAISED_TOPIC,
     AlertQuery,
+    Fence,
+    LeaseLost,
+    LeaseView,
     MarketInputs,
     OutboxEntry,
     WatchCursor,
@@ -84,6 +88,18 @@ MIGRATIONS: tuple[str, ...] = (
     # The trace context of the work that queued each event (issue 9): the relay publishes it with the message.
     """
     ALTER TABLE outbox ADD COLUMN headers jsonb;
+    """,
+    # Replicas share the watches by partition leases (issue 9): who is live, and who holds which partition.
+    """
+    CREATE TABLE replicas (
+        replica_id text PRIMARY KEY,
+        expires_at timestamptz NOT NULL
+    );
+    CREATE TABLE partition_leases (
+        partition integer PRIMARY KEY,
+        owner text,
+        expires_at timestamptz NOT NULL
+    );
     """,
 )
 
@@ -181,11 +197,12 @@ class PostgresStore(SchemaStore):
         rows = await self._fetch("SELECT watch_id, live, live_generation FROM watches WHERE live IS NOT NULL")
         return {r["watch_id"]: (r["live_generation"], live_from_json(json.loads(r["live"]))) for r in rows}
 
-    async def save_live(self, states: dict[str, tuple[int, WatchLive]]) -> None:
+    async def save_live(self, states: dict[str, tuple[int, WatchLive]], fence: Fence | None = None) -> None:
         if not states:
             return
         try:
-            async with self.pool.acquire() as connection:
+            async with self.pool.acquire() as connection, connection.transaction():
+                await self._check_fence(connection, fence)
                 await self._save_live(connection, states)
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
             raise DatabaseUnavailable() from error
@@ -209,9 +226,16 @@ class PostgresStore(SchemaStore):
             _dumps({"betas": inputs.betas, "dividend_yields": inputs.dividend_yields, "rate": inputs.rate}),
         )
 
-    async def load_accounts(self) -> dict[str, tuple[list[HeldPosition], MarketInputs]]:
+    async def load_accounts(
+        self, accounts: Sequence[str] | None = None
+    ) -> dict[str, tuple[list[HeldPosition], MarketInputs]]:
         out: dict[str, tuple[list[HeldPosition], MarketInputs]] = {}
-        for row in await self._fetch("SELECT account_number, positions, inputs FROM accounts"):
+        rows = await self._fetch(
+            "SELECT account_number, positions, inputs FROM accounts"
+            " WHERE $1::text[] IS NULL OR account_number = ANY($1::text[])",
+            None if accounts is None else list(accounts),
+        )
+        for row in rows:
             inputs = json.loads(row["inputs"])
             out[row["account_number"]] = (
                 [position_from_json(p) for p in json.loads(row["positions"])],
@@ -241,12 +265,17 @@ class PostgresStore(SchemaStore):
         )
 
     async def record_alerts(
-        self, drafts: Sequence[Alert], live: dict[str, tuple[int, WatchLive]], headers: Mapping[str, str] | None = None
+        self,
+        drafts: Sequence[Alert],
+        live: dict[str, tuple[int, WatchLive]],
+        headers: Mapping[str, str] | None = None,
+        fence: Fence | None = None,
     ) -> list[Alert]:
         stored: list[Alert] = []
         kept = _dumps(dict(headers)) if headers else None
         try:
             async with self.pool.acquire() as connection, connection.transaction():
+                await self._check_fence(connection, fence)
                 for draft in drafts:
                     sequence = await connection.fetchval("SELECT nextval(pg_get_serial_sequence('alerts', 'sequence'))")
                     alert_id = alert_id_for(sequence)
@@ -356,6 +385,90 @@ class PostgresStore(SchemaStore):
     async def mark_published(self, entry_ids: Sequence[int]) -> None:
         if entry_ids:
             await self._execute("DELETE FROM outbox WHERE entry_id = ANY($1::bigint[])", list(entry_ids))
+
+    # ------------------------------------------------------------------------------------------- leases
+
+    @staticmethod
+    async def _check_fence(connection: asyncpg.Connection, fence: Fence | None) -> None:
+        # FOR SHARE holds the lease rows until this transaction ends: a replica claiming one of them (an UPDATE)
+        # waits for the write to commit, and then loads state that includes it.
+        if fence is None or not fence.partitions:
+            return
+        rows = await connection.fetch(
+            "SELECT partition FROM partition_leases WHERE partition = ANY($1::integer[]) AND owner = $2"
+            " AND expires_at > clock_timestamp() FOR SHARE",
+            sorted(fence.partitions),
+            fence.owner,
+        )
+        lost = fence.partitions - {r["partition"] for r in rows}
+        if lost:
+            raise LeaseLost(frozenset(lost))
+
+    async def heartbeat(self, replica_id: str, lease_seconds: float, partitions: int) -> LeaseView:
+        try:
+            async with self.pool.acquire() as connection, connection.transaction():
+                # Heartbeats take turns, so two replicas never compute shares from different views of who is live.
+                await connection.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('deltamonitor-partition-leases:' || current_schema()))"
+                )
+                await connection.execute(
+                    "INSERT INTO partition_leases (partition, owner, expires_at)"
+                    " SELECT g, NULL, '-infinity' FROM generate_series(0, $1 - 1) g ON CONFLICT DO NOTHING",
+                    partitions,
+                )
+                await connection.execute(
+                    "INSERT INTO replicas (replica_id, expires_at) VALUES ($1, clock_timestamp() + make_interval(secs => $2))"
+                    " ON CONFLICT (replica_id) DO UPDATE SET expires_at = EXCLUDED.expires_at",
+                    replica_id,
+                    lease_seconds,
+                )
+                await connection.execute("DELETE FROM replicas WHERE expires_at <= clock_timestamp()")
+                live = tuple(r["replica_id"] for r in await connection.fetch("SELECT replica_id FROM replicas ORDER BY 1"))
+                target = fair_share(live, replica_id, partitions)
+                held = {
+                    r["partition"]
+                    for r in await connection.fetch(
+                        "UPDATE partition_leases SET expires_at = clock_timestamp() + make_interval(secs => $2)"
+                        " WHERE owner = $1 AND partition < $3 RETURNING partition",
+                        replica_id,
+                        lease_seconds,
+                        partitions,
+                    )
+                }
+                if len(held) < target:
+                    claimed = await connection.fetch(
+                        "UPDATE partition_leases SET owner = $1, expires_at = clock_timestamp() + make_interval(secs => $2)"
+                        " WHERE partition IN (SELECT partition FROM partition_leases WHERE partition < $3"
+                        " AND (owner IS NULL OR expires_at <= clock_timestamp()) ORDER BY partition LIMIT $4 FOR UPDATE)"
+                        " RETURNING partition",
+                        replica_id,
+                        lease_seconds,
+                        partitions,
+                        target - len(held),
+                    )
+                    held |= {r["partition"] for r in claimed}
+                return LeaseView(frozenset(held), target, live)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
+            raise DatabaseUnavailable() from error
+
+    async def release(self, replica_id: str, partitions: Sequence[int]) -> None:
+        if partitions:
+            await self._execute(
+                "UPDATE partition_leases SET owner = NULL, expires_at = '-infinity'"
+                " WHERE owner = $1 AND partition = ANY($2::integer[])",
+                replica_id,
+                list(partitions),
+            )
+
+    async def leave(self, replica_id: str) -> None:
+        try:
+            async with self.pool.acquire() as connection, connection.transaction():
+                await connection.execute("DELETE FROM replicas WHERE replica_id = $1", replica_id)
+                await connection.execute(
+                    "UPDATE partition_leases SET owner = NULL, expires_at = '-infinity' WHERE owner = $1", replica_id
+                )
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
+            raise DatabaseUnavailable() from error
 
     # ------------------------------------------------------------------------------------------- plumbing
 
