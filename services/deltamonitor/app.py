@@ -7,6 +7,8 @@ import contextlib
 import json
 import logging
 import math
+import os
+import socket
 import time
 import uuid
 from collections import deque
@@ -586,7 +588,8 @@ class DeltaMonitorApp:
         ``leases`` (the store, when it keeps them); ``replica_id`` names this replica (a fresh id by default).
         """
         self.store = store
-        self.replica_id = replica_id or f"dm-{uuid.uuid4().hex[:12]}"
+        # Host and pid tell an operator (and the e2e test) which process holds which partitions.
+        self.replica_id = replica_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._positions = positions
         # Who the broker last confirmed as the owner of each account: the positions cache is shared, so a
         # cached account is served only to the user the broker showed it to.
