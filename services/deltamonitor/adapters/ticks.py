@@ -189,3 +189,7 @@ class TickConsumer:
                 # writes them with the next tick or flush.
                 log.exception("tick processing failed", extra={"message_id": delivery.message_id})
             await delivery.ack()
+            # Taking a ready message does not yield to the event loop, so without this a backlog of ticks runs
+            # to its end before an alert's next step (outbox relay, stream) gets a turn. Measured with 10,000
+            # positions at 5,000 ticks/s: alert p50 20 -> 10 ms, p99 59 -> 17-22 ms, for ~5 % of throughput.
+            await asyncio.sleep(0)
