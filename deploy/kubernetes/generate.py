@@ -68,10 +68,8 @@ PROFILES: dict[str, Profile] = {
     "portfolio": Profile(("postgres", "rabbitmq"), ("user", "broker", "marketdata", "calculator")),
     "user": Profile(("postgres", "rabbitmq"), (), memory=("256Mi", "512Mi")),
     "calculator": Profile((), ("user",), cpu=("500m", "2"), memory=("256Mi", "1Gi")),
-    # Watches are sharded by account with a static SHARD_INDEX/SHARD_COUNT per replica, which a Deployment's
-    # interchangeable pods cannot carry: one replica until the monitor shares work dynamically (issue 9).
-    "deltamonitor": Profile(("postgres", "rabbitmq"), ("user", "broker"), cpu=("500m", "2"), memory=("384Mi", "1Gi"),
-                            min_replicas=1, max_replicas=1),
+    # Replicas share the watched accounts by partition leases in PostgreSQL (services/deltamonitor/README.md).
+    "deltamonitor": Profile(("postgres", "rabbitmq"), ("user", "broker"), cpu=("500m", "2"), memory=("384Mi", "1Gi")),
     "notification": Profile(("postgres", "rabbitmq"), ("user",), internet_ports=(443, 465, 587)),
     "reporting": Profile(("postgres",), ("user", "broker", "deltamonitor", "portfolio"), memory=("384Mi", "1Gi")),
 }
@@ -125,6 +123,9 @@ def _config_map(name: str, port: int) -> dict[str, Any]:
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://otel-collector.monitoring:{OTLP_PORT}",
         "OTEL_TRACES_SAMPLER_ARG": "0.05",
         "TASTYPLAT_METRICS_PORT": str(METRICS_PORT),
+        # core_ext's American kernel splits large arrays over this many threads: no more than the pod's CPU
+        # limit (os.cpu_count() would see the node's cores and the threads would be throttled by the quota).
+        "TASTYPLAT_CORE_THREADS": str(max(1, int(float(PROFILES[name].cpu[1])))),
     }
     for peer in PROFILES[name].peers:
         target = f"{peer}:{_port(peer)}"
