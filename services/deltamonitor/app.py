@@ -262,7 +262,7 @@ class Monitor:
             watches = [w for w in await self._store.all_watches() if partition_of(w.account_number) in wanted]
             accounts = sorted({w.account_number for w in watches})
             snapshots = await self._store.load_accounts(accounts) if accounts else {}
-            live = await self._store.load_live() if watches else {}
+            live = await self._store.load_live([w.watch_id for w in watches]) if watches else {}
             self._owned |= wanted
             for account, (positions, inputs) in snapshots.items():
                 # Age "infinitely old": the next API call of the owner reads the broker again.
@@ -792,6 +792,16 @@ class DeltaMonitorApp:
         live = self.monitor.live_state(watch.watch_id)
         return WatchView(watch, live if live is not None else (stored or WatchLive()))
 
+    async def _views(self, watches: Sequence[Watch]) -> list[WatchView]:
+        # With leases another replica may evaluate these watches: show the live state it last persisted.
+        elsewhere = [w.watch_id for w in watches if self.monitor.live_state(w.watch_id) is None]
+        stored = await self.store.load_live(elsewhere) if elsewhere and self.keeper is not None else {}
+        views = []
+        for watch in watches:
+            entry = stored.get(watch.watch_id)
+            views.append(self._view(watch, entry[1] if entry is not None and entry[0] == watch.generation else None))
+        return views
+
     async def create_watch(self, caller: Caller, request_id: str, draft: WatchDraft) -> WatchView:
         """CreateWatch: validate, check the target is held, store, start evaluating."""
         now = self._clock.now()
@@ -814,7 +824,7 @@ class DeltaMonitorApp:
         watch = await self.store.get_watch(caller.user_id, watch_id)
         if watch is None:
             raise WatchNotFound(watch_id)
-        return self._view(watch)
+        return (await self._views([watch]))[0]
 
     async def list_watches(
         self, caller: Caller, page_size: int, page_token: str, account_number: str
@@ -835,7 +845,7 @@ class DeltaMonitorApp:
             watches = watches[:size]
             last = watches[-1]
             token = paging.encode_token({"t": last.create_time.isoformat(), "w": last.watch_id}, query)
-        return [self._view(w) for w in watches], token
+        return await self._views(watches), token
 
     async def update_watch(self, caller: Caller, watch_id: str, draft: WatchDraft, paths: Sequence[str]) -> WatchView:
         """UpdateWatch: apply the masked fields; a band or metric change re-arms the watch."""

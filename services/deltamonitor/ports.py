@@ -247,8 +247,9 @@ class Store(Protocol):
         """Every watch (the monitor loads them at start-up)."""
         ...
 
-    async def load_live(self) -> dict[str, tuple[int, WatchLive]]:
-        """The persisted live state by watch id, with the watch generation it belongs to."""
+    async def load_live(self, watch_ids: Sequence[str] | None = None) -> dict[str, tuple[int, WatchLive]]:
+        """The persisted live state by watch id (only of ``watch_ids`` when given), with the watch generation it
+        belongs to."""
         ...
 
     async def save_live(self, states: dict[str, tuple[int, WatchLive]], fence: Fence | None = None) -> None:

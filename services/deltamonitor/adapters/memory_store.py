@@ -99,8 +99,10 @@ class InMemoryStore:
     async def all_watches(self) -> list[Watch]:
         return sorted(self._watches.values(), key=lambda w: (w.create_time, w.watch_id))
 
-    async def load_live(self) -> dict[str, tuple[int, WatchLive]]:
-        return dict(self._live)
+    async def load_live(self, watch_ids: Sequence[str] | None = None) -> dict[str, tuple[int, WatchLive]]:
+        if watch_ids is None:
+            return dict(self._live)
+        return {k: self._live[k] for k in watch_ids if k in self._live}
 
     async def save_live(self, states: dict[str, tuple[int, WatchLive]], fence: Fence | None = None) -> None:
         self._check(fence)

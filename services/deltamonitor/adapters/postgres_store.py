@@ -193,8 +193,12 @@ class PostgresStore(SchemaStore):
     async def all_watches(self) -> list[Watch]:
         return [self._watch(r) for r in await self._fetch("SELECT * FROM watches ORDER BY create_time, watch_id")]
 
-    async def load_live(self) -> dict[str, tuple[int, WatchLive]]:
-        rows = await self._fetch("SELECT watch_id, live, live_generation FROM watches WHERE live IS NOT NULL")
+    async def load_live(self, watch_ids: Sequence[str] | None = None) -> dict[str, tuple[int, WatchLive]]:
+        rows = await self._fetch(
+            "SELECT watch_id, live, live_generation FROM watches WHERE live IS NOT NULL"
+            " AND ($1::text[] IS NULL OR watch_id = ANY($1::text[]))",
+            None if watch_ids is None else list(watch_ids),
+        )
         return {r["watch_id"]: (r["live_generation"], live_from_json(json.loads(r["live"]))) for r in rows}
 
     async def save_live(self, states: dict[str, tuple[int, WatchLive]], fence: Fence | None = None) -> None:

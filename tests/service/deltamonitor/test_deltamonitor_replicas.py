@@ -147,6 +147,22 @@ async def test_the_replicas_split_the_partitions_and_each_watch_has_exactly_one_
     assert sum(second.evaluates(w) for w in ids) == 6
 
 
+
+async def test_any_replica_shows_the_live_state_the_owner_persisted(rig: Rig) -> None:
+    first, second = rig.replicas
+    ids = await rig.create_watches(via=first)
+    await _until(lambda: _async(all(first.evaluates(w) or second.evaluates(w) for w in ids)))
+    elsewhere = next(w for w in ids if second.evaluates(w))
+    account = ACCOUNTS[ids.index(elsewhere)]
+    await rig.tick(500.0)
+
+    async def armed() -> bool:
+        reply = await first.stub.GetWatch(pb.GetWatchRequest(watch_id=elsewhere), metadata=rig.tokens.metadata(_user(account)))
+        return reply.watch.state == pb.WATCH_STATE_ARMED and reply.watch.current_delta == pytest.approx(50_000.0)
+
+    await _until(armed)
+
+
 async def test_a_deleted_watch_leaves_its_owners_book(rig: Rig) -> None:
     first, second = rig.replicas
     ids = await rig.create_watches(via=first)
