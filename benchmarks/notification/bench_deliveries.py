@@ -23,13 +23,14 @@ not timed). ``--record-path`` also times the delta monitor's alert write (``Post
 what ``Monitor._record`` calls: one transaction per batch).
 
     PYTHONPATH=. .venv/bin/python benchmarks/notification/bench_deliveries.py [--alerts 2000] [--users 100]
-        [--channels sms email] [--count-alerts 300] [--record-path] [--json out.json]
+        [--channels sms email] [--count-alerts 300] [--record-path] [--profile out.pstats] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
 import pathlib
@@ -58,10 +59,15 @@ CHANNEL_KINDS = {"sms": 1, "email": 2}  # ChannelKind.SMS, ChannelKind.EMAIL
 # ------------------------------------------------------------------------------------------------- helpers
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of every thread of ``pid``."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of every thread of ``pid``."""
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return sum(cpu_split(pid))
 
 
 def machine_busy() -> tuple[float, float]:
@@ -200,10 +206,17 @@ def notification_main() -> None:
         loop = asyncio.get_running_loop()
         print("READY", flush=True)
         assert (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "GO"
+        profile_path = os.environ.get("BENCH_PROFILE")
+        profiler = cProfile.Profile() if profile_path else None
+        if profiler is not None:
+            profiler.enable()
         assert registration.start is not None
         await registration.start()
         print("STARTED", flush=True)
         assert (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "STOP"
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile_path)
         print(json.dumps({"statements": dict(statements), "queries": dict(queries.most_common())}), flush=True)
         assert registration.stop is not None
         await registration.stop()
@@ -298,7 +311,9 @@ async def db_one(sql: str) -> Any:
         await connection.close()
 
 
-def run_once(alerts: int, users_count: int, channels: list[str], *, count_statements: bool) -> dict[str, Any]:
+def run_once(
+    alerts: int, users_count: int, channels: list[str], *, count_statements: bool, profile: pathlib.Path | None = None
+) -> dict[str, Any]:
     """One full run on a fresh vhost and schema; every resource is removed afterwards."""
     run_id = uuid.uuid4().hex[:10]
     vhost, schema = f"bench_{run_id}", f"bench_notif_{run_id}"
@@ -326,14 +341,15 @@ def run_once(alerts: int, users_count: int, channels: list[str], *, count_statem
             "NOTIFICATION_SMTP_SENDER": "alerts@tastyplat.test", "NOTIFICATION_SMTP_TLS": "none",
             "NOTIFICATION_LOG_LEVEL": "WARNING",
             "BENCH_COUNT_STATEMENTS": "1" if count_statements else "0",
+            **({"BENCH_PROFILE": str(profile.resolve())} if profile else {}),
         })
         assert ask(notification) == "READY"
-        cpu0, fakes_cpu0, machine0 = cpu_seconds(notification.pid), cpu_seconds(fakes.pid), machine_busy()
+        split0, fakes_cpu0, machine0 = cpu_split(notification.pid), cpu_seconds(fakes.pid), machine_busy()
         wall0 = datetime.now(UTC)
         mono0 = time.monotonic()
         assert ask(notification, "GO") == "STARTED"
         sent, failed = asyncio.run(poll(schema, expected, mono0 + max(120.0, alerts * 0.2)))
-        cpu1, fakes_cpu1, machine1 = cpu_seconds(notification.pid), cpu_seconds(fakes.pid), machine_busy()
+        split1, fakes_cpu1, machine1 = cpu_split(notification.pid), cpu_seconds(fakes.pid), machine_busy()
         polled = time.monotonic() - mono0
         row = asyncio.run(db_one(f"SELECT max(send_time) AS last, avg(attempt_count)::float AS attempts"
                                  f" FROM {schema}.deliveries WHERE status = {SENT}"))
@@ -346,7 +362,8 @@ def run_once(alerts: int, users_count: int, channels: list[str], *, count_statem
         received = json.loads(ask(fakes, "COUNT"))
         notification.wait(30)
         wall = (row["last"] - wall0).total_seconds() if row["last"] is not None else polled
-        cpu = cpu1 - cpu0
+        cpu = sum(split1) - sum(split0)
+        system = split1[1] - split0[1]
         busy = machine1[0] - machine0[0]
         total = machine1[1] - machine0[1]
         return {
@@ -354,6 +371,7 @@ def run_once(alerts: int, users_count: int, channels: list[str], *, count_statem
             "deliveries_sent": sent, "deliveries_failed": failed, "mean_attempts": row["attempts"],
             "received_by_fakes": received, "prepare_seconds": round(prepare_seconds, 2),
             "wall_seconds": round(wall, 3), "notification_cpu_seconds": round(cpu, 2),
+            "notification_system_cpu_share": round(system / cpu, 2) if cpu else None,
             "fakes_cpu_seconds": round(fakes_cpu1 - fakes_cpu0, 2),
             "machine_busy_cores": round(busy / total * (os.cpu_count() or 1), 2) if total else None,
             "notification_cores": round(cpu / wall, 2) if wall else None,
@@ -437,6 +455,9 @@ def main() -> None:
     parser.add_argument("--count-alerts", type=int, default=300,
                         help="alerts in the untimed statement-counting run (0: skip it)")
     parser.add_argument("--record-path", action="store_true", help="also time the delta monitor's alert write")
+    parser.add_argument("--profile", type=pathlib.Path,
+                        help="cProfile the notification process's event loop thread in the statement-counting run"
+                             " and write the stats here (pstats format)")
     parser.add_argument("--json", type=pathlib.Path, help="write the results here too")
     args = parser.parse_args()
     if args.role == "fakes":
@@ -445,7 +466,8 @@ def main() -> None:
         return notification_main()
 
     timed = run_once(args.alerts, args.users, args.channels, count_statements=False)
-    counted = run_once(args.count_alerts, args.users, args.channels, count_statements=True) if args.count_alerts else None
+    counted = run_once(args.count_alerts, args.users, args.channels, count_statements=True,
+                       profile=args.profile) if args.count_alerts else None
     recorded = None
     if args.record_path:
         recorded = [asyncio.run(record_path(200, size)) for size in (1, 10)]
@@ -461,7 +483,8 @@ def main() -> None:
         ("wall seconds", t["wall_seconds"]),
         ("deliveries/s (wall)", t["deliveries_per_second"]),
         ("alerts/s (wall)", t["alerts_per_second"]),
-        ("notification CPU s", f"{t['notification_cpu_seconds']} ({t['notification_cores']} cores)"),
+        ("notification CPU s", f"{t['notification_cpu_seconds']} ({t['notification_cores']} cores, "
+                               f"{t['notification_system_cpu_share']:.0%} system)"),
         ("deliveries per core-second", t["deliveries_per_core_second"]),
         ("alerts per core-second", t["alerts_per_core_second"]),
         ("CPU ms per alert", t["cpu_ms_per_alert"]),
