@@ -16,18 +16,21 @@ import contextlib
 import json
 import logging
 import math
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from services.deltamonitor.app import Monitor
+from services.platform import telemetry
 from services.platform.bus import BusError, MessageBus, Subscription
 
 __all__ = ["INTEREST_TOPIC", "TickConsumer", "parse_tick", "parse_ticks"]
 
 INTEREST_TOPIC = "marketdata.interest"
 _INTEREST_CHUNK = 1000
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 log = logging.getLogger("tastyplat.deltamonitor.ticks")
 
@@ -118,6 +121,11 @@ class TickConsumer:
         self._announced_at = -math.inf
         self._instance = uuid.uuid4().hex[:8]
         self._sequence = 0
+        self._lag = telemetry.histogram(
+            "deltamonitor_tick_lag_seconds",
+            "Age of a tick message's newest quote (its source time) when the monitor has applied the message",
+            buckets=LAG_BUCKETS,
+        )
 
     async def start(self) -> None:
         """Subscribe (a private queue: every monitor replica sees every tick) and start consuming."""
@@ -173,10 +181,12 @@ class TickConsumer:
         async for delivery in subscription:
             vols: list[str] = []
             latest: datetime | None = None
+            newest_quote: datetime | None = None
             try:
                 for kind, symbol, value, when in parse_ticks(delivery.payload):
                     if kind == "quote":
                         await monitor.on_quote(symbol, value, when)
+                        newest_quote = when if newest_quote is None or when > newest_quote else newest_quote
                     else:
                         monitor.on_greeks(symbol, value, when)
                         vols.append(symbol)
@@ -188,6 +198,8 @@ class TickConsumer:
                 # A failure to store alerts must not stop the feed; the monitor keeps the unwritten alerts and
                 # writes them with the next tick or flush.
                 log.exception("tick processing failed", extra={"message_id": delivery.message_id})
+            if newest_quote is not None:
+                self._lag.observe(max(0.0, time.time() - newest_quote.timestamp()))
             await delivery.ack()
             # Taking a ready message does not yield to the event loop, so without this a backlog of ticks runs
             # to its end before an alert's next step (outbox relay, stream) gets a turn. Measured with 10,000

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 
 import grpc
+import prometheus_client
 import pytest
 from google.protobuf import field_mask_pb2
 from tastyplat.deltamonitor.v1 import deltamonitor_service_pb2 as pb
@@ -153,6 +154,7 @@ async def test_tick_crossing_the_band_raises_one_listed_streamed_alert(dm: Delta
     stream = dm.stub.StreamAlerts(pb.StreamAlertsRequest(), metadata=dm.auth(USER))
     first = await stream.read()
     assert first.WhichOneof("event") == "heartbeat"
+    lag_count = prometheus_client.REGISTRY.get_sample_value("tastyplat_deltamonitor_tick_lag_seconds_count") or 0.0
     await _greeks(dm, ".SPY300118C480", 0.15)
     await _tick(dm, "SPY", 430.0)
     for price in (520.0, 519.5, 520.5, 519.8, 521.0):
@@ -168,6 +170,8 @@ async def test_tick_crossing_the_band_raises_one_listed_streamed_alert(dm: Delta
     assert alert.delta_breach.underlying_price == 520.0
     assert alert.delta_breach.hedge_symbol == "SPY" and alert.delta_breach.suggested_hedge_quantity < 0
     stream.cancel()
+    # Every quote message applied was timed from its source time (the Greeks message has no quote).
+    assert prometheus_client.REGISTRY.get_sample_value("tastyplat_deltamonitor_tick_lag_seconds_count") >= lag_count + 6
 
     async def listed() -> bool:
         page = await dm.stub.ListAlerts(pb.ListAlertsRequest(), metadata=dm.auth(USER))
