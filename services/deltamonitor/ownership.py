@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from typing import TYPE_CHECKING
 
 from services.deltamonitor.domain.partitions import PARTITION_COUNT
@@ -78,6 +79,8 @@ class PartitionKeeper:
         self._reconcile = reconcile_seconds
         self._partitions = partitions
         self._expiry: asyncio.TimerHandle | None = None
+        self._deadline = -math.inf
+        self._beating = False
         self._task: asyncio.Task[None] | None = None
         self.last_view: LeaseView | None = None
 
@@ -105,12 +108,30 @@ class PartitionKeeper:
 
     async def beat(self) -> LeaseView:
         """One heartbeat and what follows from it (see the module docstring)."""
+        # While a beat runs the expiry timer defers to it: loading a large partition set can outlast the trusted
+        # time, and dropping everything then would only start the load again. The heartbeat itself is bounded
+        # by its timeout, writes are fenced, and the deadline is checked when the beat ends.
+        self._beating = True
+        try:
+            view = await self._apply(await self._heartbeat())
+            if self._clock.monotonic() - (self._deadline - self._lease * _TRUSTED) > self.period:
+                view = await self._apply(await self._heartbeat())  # the hand-over took long: renew before trusting
+            return view
+        finally:
+            self._beating = False
+            if self._clock.monotonic() >= self._deadline:
+                self._expired()
+
+    async def _heartbeat(self) -> LeaseView:
         started = self._clock.monotonic()
         view = await asyncio.wait_for(
             self._leases.heartbeat(self.replica_id, self._lease, self._partitions), timeout=self.period
         )
         self._trust_until(started + self._lease * _TRUSTED)
         self.last_view = view
+        return view
+
+    async def _apply(self, view: LeaseView) -> LeaseView:
         monitor = self._monitor
         owned = monitor.partitions or frozenset()
         lost = owned - view.held
@@ -128,12 +149,15 @@ class PartitionKeeper:
         return view
 
     def _trust_until(self, deadline: float) -> None:
+        self._deadline = deadline
         if self._expiry is not None:
             self._expiry.cancel()
         loop = asyncio.get_running_loop()
         self._expiry = loop.call_later(max(0.0, deadline - self._clock.monotonic()), self._expired)
 
     def _expired(self) -> None:
+        if self._beating:
+            return
         monitor = self._monitor
         owned = monitor.partitions
         if owned:
