@@ -70,7 +70,12 @@ class PostgresTickStore:
         return cls(pool, schema=schema)
 
     async def ensure_schema(self) -> None:
-        async with self._pool.acquire() as connection:
+        # Replicas start together: concurrent CREATE ... IF NOT EXISTS of one table can still collide in the
+        # catalogue (unique violation on pg_type), so the DDL runs in one transaction under an advisory lock.
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))", f"tastyplat.marketdata.ticks:{self._schema}"
+            )
             await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {self._schema}")
             available = await connection.fetchval(
                 "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"
