@@ -1,6 +1,6 @@
 """Delta monitor replicas: ticks fully processed per second by one process and by two sharing the book by leases.
 
-Set-up: one PostgreSQL schema (127.0.0.1:5432, database ``test``) holding N European option positions over 50
+Set-up: one PostgreSQL schema (127.0.0.1:5432, database ``test``) holding N option positions (``--style``) over 50
 underlyings in accounts of 50 positions (one position watch per option, one underlying watch per account, bands
 never crossed), and RabbitMQ (127.0.0.1:5672). Each replica is a real process running the delta monitor's
 application (store, partition keeper, monitor, the service's ``TickConsumer``) with the core_ext pricer; the
@@ -66,8 +66,14 @@ TICKS = ("marketdata.quotes.*",)
 USER = "bench-user"
 
 
+def _american() -> bool:
+    # Set by --style in the driver; the replica processes inherit it through the environment.
+    return os.environ.get("BENCH_DMR_STYLE", "european") == "american"
+
+
 def _book(n_positions: int) -> tuple[list[HeldPosition], list[Watch]]:
     now = datetime.now(UTC)
+    american = _american()
     positions: list[HeldPosition] = []
     watches: list[Watch] = []
     for i in range(n_positions):
@@ -76,7 +82,7 @@ def _book(n_positions: int) -> tuple[list[HeldPosition], list[Watch]]:
         h = zlib.crc32(f"{u}-{i}".encode())
         symbol = f"{u}-{i}"
         positions.append(HeldPosition(account, symbol, u, float(h % 39 - 19 or 1), 100.0, True, bool(h & 1),
-                                      float(80 + h % 41), now + timedelta(days=7 + h % 393), False, f".{symbol}"))
+                                      float(80 + h % 41), now + timedelta(days=7 + h % 393), american, f".{symbol}"))
         watches.append(Watch(f"p{i}", USER, account, "", PositionTarget(symbol), Metric.SHARES, "",
                              StaticBand(-1e9, 1e9), 0.2, timedelta(0), timedelta(0), Severity.INFO, now, now))
     for a in range(n_positions // PER_ACCOUNT):
@@ -235,7 +241,9 @@ def _measure(schema: str, replicas: int, ticks: int, lease: float, n_positions: 
     queues = [f"bench-dmr-{run}-{i}" for i in range(replicas)]
     asyncio.run(_reset_leases(schema))
     publish_rate = asyncio.run(_fill(queues, ticks))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])),
+           # One core per replica: core_ext's American kernel would otherwise split each array over both cores.
+           "TASTYPLAT_CORE_THREADS": "1"}
     children = []
     try:
         for i, queue in enumerate(queues):
@@ -281,7 +289,10 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=20_000)
     parser.add_argument("--lease", type=float, default=3.0)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--style", choices=["european", "american"], default="european",
+                        help="exercise style of every option (American: Bjerksund-Stensland 2002 for the puts)")
     args = parser.parse_args()
+    os.environ["BENCH_DMR_STYLE"] = args.style
     schema = f"bench_dmr_{uuid.uuid4().hex[:8]}"
     asyncio.run(_populate(schema, args.positions))
     try:
@@ -297,7 +308,7 @@ def main() -> None:
             await connection.close()
 
         asyncio.run(drop())
-    print(f"\n{args.positions:,} European positions over {len(UNDERLYINGS)} underlyings, "
+    print(f"\n{args.positions:,} {args.style.capitalize()} positions over {len(UNDERLYINGS)} underlyings, "
           f"{args.positions // PER_ACCOUNT} accounts, {args.ticks:,} ticks, {PARTITION_COUNT} partitions")
     print("| replicas | positions per replica | ticks/s fully processed (wall) | CPU µs per tick (each replica) |"
           " book µs per tick | ticks/s at one core per replica (CPU) |")
