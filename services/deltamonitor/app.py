@@ -462,9 +462,24 @@ class Monitor:
         self.stats.ticks += 1
         self.stats.priced += evaluation.priced
         self.stats.evaluated += evaluation.evaluated
-        if not evaluation.alerts and not self._unrecorded:
-            return []
-        return await self._record(evaluation.alerts)
+        recorded = await self._record(evaluation.alerts) if evaluation.alerts or self._unrecorded else []
+        if self.book.rearmed:
+            try:
+                await self._save_rearmed()
+            except Exception as error:  # noqa: BLE001 - the periodic flush writes it; the tick must go on
+                log.warning("cannot persist re-armed watches now", extra={"error": repr(error)})
+        return recorded
+
+    async def _save_rearmed(self) -> None:
+        # A re-arm is written before the next tick is applied, not with the periodic flush: a replica that took
+        # the watch over from its stale BREACHED state would otherwise let the next crossing pass silently.
+        ids, self.book.rearmed = set(self.book.rearmed), []
+        changed: dict[str, tuple[int, WatchLive]] = {}
+        for watch_id in ids:
+            watch, live = self._watches.get(watch_id), self.book.live_state(watch_id)
+            if watch is not None and live is not None and self._saved.get(watch_id) != self._key(watch.generation, live):
+                changed[watch_id] = (watch.generation, live)
+        await self._save_live(changed)
 
     def on_greeks(self, symbol: str, volatility: float, when: datetime) -> None:
         """Apply an option's implied vol (evaluated with the next quote, or ``after_greeks``)."""
@@ -533,6 +548,10 @@ class Monitor:
         if self._unrecorded:
             await self._record([])
         changed = self._changed_live(lambda _: True)
+        await self._save_live(changed)
+        return len(changed)
+
+    async def _save_live(self, changed: dict[str, tuple[int, WatchLive]]) -> None:
         while changed:
             try:
                 async with self._lock:
@@ -547,7 +566,6 @@ class Monitor:
                 changed = {k: v for k, v in changed.items() if k in self._watches}
         for watch_id, (generation, live) in changed.items():
             self._saved[watch_id] = self._key(generation, live)
-        return len(changed)
 
     def _changed_live(self, which: Callable[[Watch], bool]) -> dict[str, tuple[int, WatchLive]]:
         changed: dict[str, tuple[int, WatchLive]] = {}

@@ -61,6 +61,7 @@ _G_DELTA, _G_GAMMA, _G_CHARM, _G_VANNA, _G_THETA, _G_VEGA = range(6)
 _G_ROWS = 6
 _QUANTITIES = 5
 _ARMED = int(WatchState.ARMED)
+_BREACHED = int(WatchState.BREACHED)
 _NO_DATA = int(alerting.Zone.NO_DATA)
 _NO_TIME = -math.inf
 
@@ -204,6 +205,9 @@ class Book:
         self.settings = settings
         self.market = market if market is not None else MarketState()
         self.live = live if live is not None else LiveState()
+        # Watches re-armed (BREACHED -> ARMED) since the owner last took them: the owner persists them at once,
+        # since a replica taking the watch over from a stale BREACHED state would miss the next crossing.
+        self.rearmed: list[str] = []
         self.watches: list[Watch] = list(watches)
         self._watch_index = {w.watch_id: i for i, w in enumerate(self.watches)}
         self._layout_positions(positions)
@@ -610,7 +614,11 @@ class Book:
             upper = affected.static_upper
         zones = alerting.classify_zones(delta, lower, upper, affected.hysteresis)
         cooldown_over = (now - self.w_last_alert[ws]) >= affected.cooldown
-        next_state, raise_alert = alerting.breach_step(self.w_state[ws], zones, cooldown_over)
+        prior_state = self.w_state[ws]
+        next_state, raise_alert = alerting.breach_step(prior_state, zones, cooldown_over)
+        rearmed = (prior_state == _BREACHED) & (next_state == _ARMED)
+        if rearmed.any():
+            self.rearmed.extend(self.watches[int(wi)].watch_id for wi in ws[rearmed])
         ttb = analytics.time_to_breach_days(
             delta,
             lower,

@@ -21,7 +21,7 @@ from services.deltamonitor.adapters.memory_store import InMemoryStore
 from services.deltamonitor.adapters.peers import InMemoryBroker
 from services.deltamonitor.adapters.pricing import NumpyBlackScholesPricer
 from services.deltamonitor.app import AppSettings
-from services.deltamonitor.domain.model import AlertKind, HeldPosition
+from services.deltamonitor.domain.model import AlertKind, HeldPosition, WatchState
 from services.deltamonitor.domain.partitions import PARTITION_COUNT, partition_of
 from services.deltamonitor.ports import AlertQuery
 from services.deltamonitor.wiring import Assembly, assemble
@@ -206,3 +206,36 @@ async def test_a_paused_owner_that_wakes_up_cannot_raise_an_alert_twice(rig: Rig
     assert await rig.breaches() == {w: 1 for w in ids}
     # Its refused writes made it drop the partitions it wrote for.
     assert not {partition_of(a) for a in ACCOUNTS} & second.partitions
+
+
+async def test_a_rearmed_watch_is_persisted_before_the_next_tick_so_a_takeover_alerts_on_the_next_crossing(
+    rig: Rig,
+) -> None:
+    first, second = rig.replicas
+    ids = await rig.create_watches(via=first)
+    await _until(lambda: _async(all(first.evaluates(w) or second.evaluates(w) for w in ids)))
+    await rig.tick(500.0)
+    await rig.tick(1000.0)
+    await _until(lambda: _has_all(rig, ids))
+    # No periodic flush from here on: only the re-arm write itself can save the ARMED state.
+    for replica in rig.replicas:
+        for task in replica.assembly.app._tasks:
+            if task.get_name() == "deltamonitor-flush":
+                task.cancel()
+    await rig.tick(500.0)  # deep inside again: every watch re-arms
+
+    async def persisted_armed() -> bool:
+        live = await rig.store.load_live()
+        return all(live[w][1].state == WatchState.ARMED for w in ids)
+
+    await _until(persisted_armed, timeout=1.0)
+    await second.freeze(keep_ticks=False)
+    await _until(lambda: _async(len(first.partitions) == PARTITION_COUNT))
+    await rig.tick(1000.0)  # the second crossing, now evaluated by the survivor for the taken-over watches
+    await _until(lambda: _async_counts(rig, ids, 2))
+    await asyncio.sleep(0.3)
+    assert await rig.breaches() == {w: 2 for w in ids}
+
+
+async def _async_counts(rig: Rig, ids: list[str], count: int) -> bool:
+    return await rig.breaches() == {w: count for w in ids}
