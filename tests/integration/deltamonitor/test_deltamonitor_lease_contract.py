@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
-from services.deltamonitor.adapters.memory_store import InMemoryStore
 from services.deltamonitor.adapters.postgres_store import PostgresStore
 from services.deltamonitor.domain.model import (
     Alert,
@@ -35,23 +33,6 @@ NOW = datetime(2024, 1, 2, 15, 0, tzinfo=UTC)
 ACCOUNT = "5WW00001"
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["memory", "postgres"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[InMemoryStore | PostgresStore]:
-    if request.param == "memory":
-        yield InMemoryStore()
-        return
-    schema = f"dm_lease_{uuid.uuid4().hex[:12]}"
-    pg = PostgresStore(DSN, schema=schema)
-    await pg.start()
-    try:
-        yield pg
-    finally:
-        await pg.close()
-        connection = await asyncpg.connect(DSN)
-        await connection.execute(f"DROP SCHEMA {schema} CASCADE")
-        await connection.close()
 
 
 def _watch() -> Watch:

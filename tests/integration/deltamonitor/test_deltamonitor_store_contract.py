@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
 
-from services.deltamonitor.adapters.memory_store import InMemoryStore
-from services.deltamonitor.adapters.postgres_store import PostgresStore
 from services.deltamonitor.domain.errors import WatchLimitExceeded
 from services.deltamonitor.domain.model import (
     Alert,
@@ -32,28 +27,9 @@ from services.deltamonitor.domain.model import (
 )
 from services.deltamonitor.ports import ACKNOWLEDGED_TOPIC, RAISED_TOPIC, AlertQuery, WatchCursor
 
-DSN = "postgresql://postgres@127.0.0.1:5432/test"
 NOW = datetime(2024, 1, 2, 15, 0, tzinfo=UTC)
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["memory", "postgres"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[InMemoryStore | PostgresStore]:
-    """Each backend, empty."""
-    if request.param == "memory":
-        yield InMemoryStore()
-        return
-    schema = f"dm_test_{uuid.uuid4().hex[:12]}"
-    pg = PostgresStore(DSN, schema=schema)
-    await pg.start()
-    try:
-        yield pg
-    finally:
-        await pg.close()
-        connection = await asyncpg.connect(DSN)
-        await connection.execute(f"DROP SCHEMA {schema} CASCADE")
-        await connection.close()
 
 
 def _watch(i: int = 0, user: str = "u1") -> Watch:
