@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ def assemble(
     calendar: MarketCalendar,
     tick_patterns: tuple[str, ...],
     close: list[object] | None = None,
+    gc_freeze: bool = False,
 ) -> Assembly:
     """Wire the application, the servicer and the tick consumer with their start/drain/stop hooks."""
     app = DeltaMonitorApp(
@@ -78,6 +80,9 @@ def assemble(
         await store.start()
         await app.start()
         await ticks.start()
+        if gc_freeze:
+            gc.collect()
+            gc.freeze()
         stats = app.monitor.stats
         telemetry.expose("deltamonitor_ticks", "Quotes applied to the book", lambda: [({}, float(stats.ticks))],
                          kind="counter")
@@ -130,6 +135,7 @@ def _from_settings(
         calendar=ExchangeCalendar(settings.calendar, around=clock.now()),
         tick_patterns=settings.tick_patterns,
         close=channels,
+        gc_freeze=settings.gc_freeze,
     )
 
 
