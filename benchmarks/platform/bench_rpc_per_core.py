@@ -26,17 +26,16 @@ import pathlib
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import httpx
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests" / "e2e"))
 
-from distributed_proc import DistributedPlatform, cleanup, start_distributed  # noqa: E402
+from distributed_proc import cleanup, start_distributed  # noqa: E402
+from embedded_proc import sign_up  # noqa: E402
 from tastyplat.broker.v1 import broker_service_pb2 as broker_pb  # noqa: E402
 from tastyplat.broker.v1 import broker_service_pb2_grpc as broker_grpc  # noqa: E402
 from tastyplat.calculator.v1 import calculator_service_pb2 as calc_pb  # noqa: E402
@@ -55,7 +54,6 @@ from tastyplat.type.v1 import option_pb2  # noqa: E402
 from tastyplat.user.v1 import user_service_pb2 as user_pb  # noqa: E402
 from tastyplat.user.v1 import user_service_pb2_grpc as user_grpc  # noqa: E402
 
-PASSWORD = "correct horse battery staple 42"
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 
@@ -95,18 +93,6 @@ def _cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and all its threads so far."""
     fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
-
-
-def _sign_up(platform: DistributedPlatform) -> tuple[str, str]:
-    email = f"bench-{uuid.uuid4().hex[:10]}@example.com"
-    with httpx.Client(base_url=platform.rest_base, timeout=30) as client:
-        client.post("/v1/users", json={"email": email, "password": PASSWORD}).raise_for_status()
-        login = client.post("/v1/auth:login", json={"email": email, "password": PASSWORD})
-        login.raise_for_status()
-        token = login.json()["tokens"]["access_token"]
-        accounts = client.get("/v1/accounts", headers={"authorization": f"Bearer {token}"})
-        accounts.raise_for_status()
-    return token, accounts.json()["accounts"][0]["account_number"]
 
 
 def _idle_rates(pids: dict[str, int], seconds: float = 3.0) -> dict[str, float]:
@@ -168,7 +154,8 @@ def main() -> None:
         platform = start_distributed(pathlib.Path(run_dir))
         try:
             pids = {row["service"]: row["pid"] for row in platform.process_table()}
-            token, account = _sign_up(platform)
+            user = sign_up(platform.rest_base, prefix="bench", with_account=True)
+            token, account = user["access_token"], user["account"]
             idle = _idle_rates(pids)
             results = []
             for case in CASES:

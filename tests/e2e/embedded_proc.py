@@ -12,7 +12,10 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+
+import httpx
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(sys.executable).parent
@@ -114,3 +117,28 @@ def start_embedded(run_dir: pathlib.Path, timeout: float = 120) -> EmbeddedPlatf
     process.kill()
     process.communicate()  # waits and closes the stdout pipe
     raise AssertionError(f"no READY line; stderr:\n{(run_dir / 'stderr.log').read_text()[-4000:]}")
+
+
+PASSWORD = "correct horse battery staple 42"
+
+
+def sign_up(rest_base: str, *, prefix: str = "trader", password: str = PASSWORD, with_account: bool = False) -> dict:
+    """A new user through the gateway's REST API: sign up, log in.
+
+    Returns ``user_id``, ``email``, the tokens (``access_token``, ``refresh_token``...) and ``headers`` (the
+    bearer authorization); with ``with_account``, also ``account``: the number of the user's first (paper) account.
+    """
+    email = f"{prefix}-{uuid.uuid4().hex[:10]}@example.com"
+    with httpx.Client(base_url=rest_base, timeout=60) as client:
+        created = client.post("/v1/users", json={"email": email, "password": password})
+        assert created.status_code == 200, created.text
+        login = client.post("/v1/auth:login", json={"email": email, "password": password})
+        assert login.status_code == 200, login.text
+        body = login.json()
+        user = {"user_id": body["user_id"], "email": email, **body["tokens"],
+                "headers": {"authorization": f"Bearer {body['tokens']['access_token']}"}}
+        if with_account:
+            accounts = client.get("/v1/accounts", headers=user["headers"])
+            assert accounts.status_code == 200, accounts.text
+            user["account"] = accounts.json()["accounts"][0]["account_number"]
+    return user

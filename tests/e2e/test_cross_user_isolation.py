@@ -10,7 +10,7 @@ from collections.abc import Callable
 import grpc
 import httpx
 import pytest
-from embedded_proc import EmbeddedPlatform
+from embedded_proc import EmbeddedPlatform, sign_up
 
 from tastyplat.broker.v1 import broker_service_pb2 as broker_pb
 from tastyplat.broker.v1 import broker_service_pb2_grpc as broker_grpc
@@ -27,19 +27,16 @@ PASSWORD = f"Iso-{uuid.uuid4().hex}"
 
 
 def _user(platform: EmbeddedPlatform) -> dict[str, str]:
-    email = f"iso-{uuid.uuid4().hex[:10]}@example.com"
+    user = sign_up(platform.rest_base, prefix="iso", password=PASSWORD, with_account=True)
+    headers, account = user["headers"], user["account"]
     with httpx.Client(base_url=platform.rest_base, timeout=60) as client:
-        assert client.post("/v1/users", json={"email": email, "password": PASSWORD}).status_code == 200
-        login = client.post("/v1/auth:login", json={"email": email, "password": PASSWORD}).json()
-        headers = {"authorization": f"Bearer {login['tokens']['access_token']}"}
-        account = client.get("/v1/accounts", headers=headers).json()["accounts"][0]["account_number"]
         watch = {"account_number": account, "display_name": "book", "account": {},
                  "metric": "DELTA_METRIC_DOLLARS", "static_band": {"lower": -1e9, "upper": 1e9}}
         created = client.post("/v1/watches", json={"watch": watch}, headers=headers)
         assert created.status_code == 200, created.text
     return {
-        "user_id": login["user_id"],
-        "token": login["tokens"]["access_token"],
+        "user_id": user["user_id"],
+        "token": user["access_token"],
         "account": account,
         "watch_id": created.json()["watch"]["watch_id"],
     }

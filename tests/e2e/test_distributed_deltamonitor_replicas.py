@@ -13,23 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import pathlib
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import asyncpg
 import httpx
 import pytest
 from distributed_proc import POSTGRES_DSN, DistributedPlatform, cleanup, start_distributed
+from embedded_proc import sign_up
 
 from services.deltamonitor.domain.partitions import PARTITION_COUNT, partition_of
 from services.platform.bus import RabbitMqBus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(300)]
 
-PASSWORD = "correct horse battery staple 42"
 LEASE_SECONDS = 2.0
 INSIDE, OUTSIDE = 500.0, 1000.0  # 100 shares: $50,000 and $100,000 against a band of [0, 75,000]
 MIN_USERS, MAX_USERS = 6, 20
@@ -74,18 +72,6 @@ async def _owners(platform: DistributedPlatform) -> dict[int, str]:
     return {r["partition"]: r["owner"].split(":")[1] for r in rows}
 
 
-def _sign_up(client: httpx.Client) -> dict:
-    email = f"trader-{uuid.uuid4().hex[:10]}@example.com"
-    created = client.post("/v1/users", json={"email": email, "password": PASSWORD})
-    assert created.status_code == 200, created.text
-    login = client.post("/v1/auth:login", json={"email": email, "password": PASSWORD})
-    assert login.status_code == 200, login.text
-    headers = {"authorization": f"Bearer {login.json()['tokens']['access_token']}"}
-    accounts = client.get("/v1/accounts", headers=headers)
-    assert accounts.status_code == 200, accounts.text
-    return {"headers": headers, "account": accounts.json()["accounts"][0]["account_number"]}
-
-
 async def _publish_spy(platform: DistributedPlatform, price: float) -> None:
     bus = await RabbitMqBus.connect(f"amqp://guest:guest@127.0.0.1:5672/{platform.vhost}")
     try:
@@ -112,7 +98,7 @@ async def test_killing_a_replica_loses_and_duplicates_no_alert(platform: Distrib
     users: list[dict] = []
     with httpx.Client(base_url=platform.rest_base, timeout=30) as client:
         while len(users) < MAX_USERS:
-            users.append(_sign_up(client))
+            users.append(sign_up(platform.rest_base, with_account=True))
             owners = await _owners(platform)
             per_replica = [sum(owners.get(partition_of(u["account"])) == pid for u in users) for pid in replicas]
             if len(users) >= MIN_USERS and min(per_replica) >= 2:

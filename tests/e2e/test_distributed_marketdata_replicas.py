@@ -8,14 +8,13 @@ import asyncio
 import dataclasses
 import time
 import urllib.request
-import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 import grpc
 import grpc.aio
-import httpx
 import pytest
 from distributed_proc import DistributedPlatform, cleanup, start_distributed
+from embedded_proc import sign_up
 from tastyplat.marketdata.v1 import marketdata_service_pb2 as md_pb2
 from tastyplat.marketdata.v1 import marketdata_service_pb2_grpc as md_grpc
 
@@ -24,7 +23,6 @@ from services.platform.bus import RabbitMqBus
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(300)]
 
 CLUSTER = "tastyplat_marketdata"
-PASSWORD = "correct horse battery staple 42"
 # Bounds that only tell a hang from a slow machine; nothing here asserts how fast anything is.
 PATIENCE = 45.0
 # Codes resubscribing cannot fix.
@@ -47,12 +45,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DistributedPl
 
 @pytest.fixture(scope="module")
 def token(platform: DistributedPlatform) -> str:
-    email = f"md-replicas-{uuid.uuid4().hex[:10]}@example.com"
-    with httpx.Client(base_url=platform.rest_base, timeout=30) as client:
-        assert client.post("/v1/users", json={"email": email, "password": PASSWORD}).status_code == 200
-        login = client.post("/v1/auth:login", json={"email": email, "password": PASSWORD})
-    assert login.status_code == 200, login.text
-    return login.json()["tokens"]["access_token"]
+    return str(sign_up(platform.rest_base, prefix="md-replicas")["access_token"])
 
 
 # ------------------------------------------------------------------------------ the reconnecting subscriber

@@ -12,14 +12,13 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 
 import grpc
 import httpx
 import pytest
 from distributed_proc import DistributedPlatform, cleanup, start_distributed
-from embedded_proc import ROOT, tool
+from embedded_proc import ROOT, sign_up, tool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.config import default_descriptor_set
@@ -27,7 +26,6 @@ from services.platform.catalogue import CATALOGUE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(200)]
 
-PASSWORD = "correct horse battery staple 42"
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +40,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DistributedPl
 
 
 def _sign_up_and_log_in(platform: DistributedPlatform) -> dict:
-    email = f"trader-{uuid.uuid4().hex[:10]}@example.com"
-    with httpx.Client(base_url=platform.rest_base, timeout=30) as client:
-        created = client.post("/v1/users", json={"email": email, "password": PASSWORD})
-        assert created.status_code == 200, created.text
-        login = client.post("/v1/auth:login", json={"email": email, "password": PASSWORD})
-        assert login.status_code == 200, login.text
-    body = login.json()
-    return {"user_id": body["user_id"], "email": email, **body["tokens"]}
+    return sign_up(platform.rest_base)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ import dataclasses
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any
@@ -23,7 +22,7 @@ import grpc
 import httpx
 import pytest
 from distributed_proc import DistributedPlatform, cleanup, start_distributed
-from embedded_proc import free_port
+from embedded_proc import free_port, sign_up
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
@@ -31,7 +30,6 @@ from tests.fakes.twilio_api import FakeTwilio
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(200)]
 
-PASSWORD = "correct horse battery staple 42"
 PHONE = "+14155550142"
 SERVER, CLIENT = trace_pb2.Span.SPAN_KIND_SERVER, trace_pb2.Span.SPAN_KIND_CLIENT
 PRODUCER, CONSUMER = trace_pb2.Span.SPAN_KIND_PRODUCER, trace_pb2.Span.SPAN_KIND_CONSUMER
@@ -133,15 +131,8 @@ def platform(
 
 @pytest.fixture(scope="module")
 def trader(platform: DistributedPlatform) -> dict[str, str]:
-    email = f"trader-{uuid.uuid4().hex[:10]}@example.com"
-    with httpx.Client(base_url=platform.rest_base, timeout=30) as client:
-        assert client.post("/v1/users", json={"email": email, "password": PASSWORD}).status_code == 200
-        login = client.post("/v1/auth:login", json={"email": email, "password": PASSWORD})
-        assert login.status_code == 200, login.text
-        token = login.json()["tokens"]["access_token"]
-        accounts = client.get("/v1/accounts", headers={"authorization": f"Bearer {token}"})
-        assert accounts.status_code == 200, accounts.text
-    return {"token": token, "account": accounts.json()["accounts"][0]["account_number"]}
+    user = sign_up(platform.rest_base, with_account=True)
+    return {"token": user["access_token"], "account": user["account"]}
 
 
 @pytest.fixture(scope="module")

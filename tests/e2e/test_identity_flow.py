@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import uuid
 
 import httpx
 import pytest
-from embedded_proc import EmbeddedPlatform, tool
-
-PASSWORD = "correct horse battery staple 42"
-
+from embedded_proc import EmbeddedPlatform, sign_up, tool
 
 def _sign_up_and_log_in(platform: EmbeddedPlatform) -> dict:
-    email = f"trader-{uuid.uuid4().hex[:10]}@example.com"
-    with httpx.Client(base_url=platform.rest_base, timeout=30) as client:
-        created = client.post("/v1/users", json={"email": email, "password": PASSWORD})
-        assert created.status_code == 200, created.text
-        login = client.post("/v1/auth:login", json={"email": email, "password": PASSWORD})
-        assert login.status_code == 200, login.text
-    body = login.json()
-    return {"user_id": body["user_id"], "email": email, **body["tokens"]}
+    return sign_up(platform.rest_base)
 
 
 @pytest.fixture(scope="module")
