@@ -329,7 +329,7 @@ class Monitor:
             if any(partition_of(d.account_number) in gone for d in self._unrecorded):
                 await self._record([])
             gone &= self._owned
-            changed = self._changed_live(lambda w: partition_of(w.account_number) in gone)
+            changed = self._changed_live(w for w in self._watches.values() if partition_of(w.account_number) in gone)
             self.drop(gone)
             if changed:
                 with contextlib.suppress(LeaseLost):  # already someone else's: their state is the stored one
@@ -474,12 +474,7 @@ class Monitor:
         # A re-arm is written before the next tick is applied, not with the periodic flush: a replica that took
         # the watch over from its stale BREACHED state would otherwise let the next crossing pass silently.
         ids, self.book.rearmed = set(self.book.rearmed), []
-        changed: dict[str, tuple[int, WatchLive]] = {}
-        for watch_id in ids:
-            watch, live = self._watches.get(watch_id), self.book.live_state(watch_id)
-            if watch is not None and live is not None and self._saved.get(watch_id) != self._key(watch.generation, live):
-                changed[watch_id] = (watch.generation, live)
-        await self._save_live(changed)
+        await self._save_live(self._changed_live(w for i in ids if (w := self._watches.get(i)) is not None))
 
     def on_greeks(self, symbol: str, volatility: float, when: datetime) -> None:
         """Apply an option's implied vol (evaluated with the next quote, or ``after_greeks``)."""
@@ -547,7 +542,7 @@ class Monitor:
         """
         if self._unrecorded:
             await self._record([])
-        changed = self._changed_live(lambda _: True)
+        changed = self._changed_live(self._watches.values())
         await self._save_live(changed)
         return len(changed)
 
@@ -567,17 +562,13 @@ class Monitor:
         for watch_id, (generation, live) in changed.items():
             self._saved[watch_id] = self._key(generation, live)
 
-    def _changed_live(self, which: Callable[[Watch], bool]) -> dict[str, tuple[int, WatchLive]]:
+    def _changed_live(self, watches: Iterable[Watch]) -> dict[str, tuple[int, WatchLive]]:
+        # The live states of ``watches`` whose state-machine values differ from what was last persisted.
         changed: dict[str, tuple[int, WatchLive]] = {}
-        for watch_id, watch in self._watches.items():
-            if not which(watch):
-                continue
-            live = self.book.live_state(watch_id)
-            if live is None:
-                continue
-            key = self._key(watch.generation, live)
-            if self._saved.get(watch_id) != key:
-                changed[watch_id] = (watch.generation, live)
+        for watch in watches:
+            live = self.book.live_state(watch.watch_id)
+            if live is not None and self._saved.get(watch.watch_id) != self._key(watch.generation, live):
+                changed[watch.watch_id] = (watch.generation, live)
         return changed
 
 
