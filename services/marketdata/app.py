@@ -119,7 +119,8 @@ class AppSettings:
         feed_down_budget: Seconds the feed may be down before streams end with FEED_UNAVAILABLE.
         greeks_interval: Seconds between model Greeks recomputations of dirty options.
         cache_flush_interval: Seconds between writes of latest values to the cache.
-        bus_publish_interval: Seconds between tick messages on the bus (one per underlying).
+        bus_publish_interval: Least seconds between two publishing rounds on the bus (a round sends one message
+            per underlying with every quote since the previous round, and starts as soon as one is pending).
         history_batch_size: Ticks per history write.
         history_flush_interval: Seconds after which a partial batch is written.
         history_buffer_limit: Ticks held while the database is slow or down; beyond it the oldest are dropped.
@@ -427,6 +428,9 @@ class MarketDataApp:
         }
         self._bus_quotes: ConflatingBuffer[QuoteUpdate] = ConflatingBuffer(50_000)
         self._bus_greeks: ConflatingBuffer[GreeksUpdate] = ConflatingBuffer(50_000)
+        # Set when an update is waiting for the bus: a round starts at once instead of at the next period, so a
+        # tick waits at most `bus_publish_interval` after the previous round, and nothing when the bus is idle.
+        self._bus_wake = asyncio.Event()
         self.publisher = publisher
         self.publishing = publisher is None
         # Latest update per symbol gathered while another replica publishes; sent first on takeover.
@@ -806,6 +810,7 @@ class MarketDataApp:
             for quote in quotes:
                 pending[quote.symbol] = quote
                 self._bus_quotes.offer(quote.symbol, quote)
+            self._bus_wake.set()
         if self._greeks_followed:
             dirty = self._greeks_dirty
             for symbol in changes.greeks_symbols:
@@ -838,6 +843,8 @@ class MarketDataApp:
             for update in updates:
                 pending[update.symbol] = update
                 self._bus_greeks.offer(update.symbol, update)
+            if updates:
+                self._bus_wake.set()
 
     async def _cache_loop(self) -> None:
         while True:
@@ -861,19 +868,27 @@ class MarketDataApp:
                 log.warning("cache write failed: %s", error)
 
     async def _bus_loop(self) -> None:
+        # A round as soon as something is pending, then at least `bus_publish_interval` before the next: the
+        # period bounds the messages per underlying, and a tick on an idle bus leaves at once.
         while True:
-            await self.clock.sleep(self.settings.bus_publish_interval)
+            await self._bus_wake.wait()
+            self._bus_wake.clear()
             try:
                 await self.publish_ticks()
             except Exception:
                 log.exception("bus_loop failed; next round continues")
+            await self.clock.sleep(self.settings.bus_publish_interval)
 
     async def _publisher_loop(self) -> None:
         assert self.publisher is not None
         while True:
             await self.clock.sleep(self.settings.publisher_check_interval)
             try:
+                was_publishing = self.publishing
                 self.publishing = await self.publisher.hold()
+                if self.publishing and not was_publishing:
+                    # Taking over: the latest values kept meanwhile go out with the next round, now.
+                    self._bus_wake.set()
             except Exception:
                 self.publishing = False
                 log.exception("publisher lease check failed; next round continues")

@@ -62,3 +62,30 @@ async def test_the_subscriber_gauge_counts_open_quote_streams() -> None:
                 break
             await asyncio.sleep(0.01)
         assert _subscribers() == 0
+
+
+async def test_a_tick_on_a_quiet_bus_leaves_at_once_and_the_next_waits_for_the_period() -> None:
+    from services.marketdata.domain.events import QuoteEvent
+
+    settings = MarketDataSettings.from_env(
+        {"MARKETDATA_BUS_PUBLISH_SECONDS": "1.5"}, port=0, bus="memory", cache="memory", history="memory",
+        pinned_symbols=(),
+    )
+    components = build(settings, clock=SystemClock())
+    async with running_server([registration(components)]):
+        assert components.bus is not None and components.app is not None
+        subscription = await components.bus.subscribe("marketdata.quotes.*")
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        components.app.ingest([QuoteEvent("SPY", 500.0, 500.02, 100.0, 100.0, time.time_ns())])
+        first = await asyncio.wait_for(subscription.__anext__(), timeout=5.0)
+        quiet_wait = time.monotonic() - started
+        await first.ack()
+        # Two more ticks right after: they leave together, one period after the first round.
+        components.app.ingest([QuoteEvent("SPY", 500.01, 500.03, 100.0, 100.0, time.time_ns())])
+        components.app.ingest([QuoteEvent("SPY", 500.02, 500.04, 100.0, 100.0, time.time_ns())])
+        second = await asyncio.wait_for(subscription.__anext__(), timeout=5.0)
+        loaded_wait = time.monotonic() - started
+    assert quiet_wait < 0.5, quiet_wait
+    assert 1.2 < loaded_wait < 3.0, loaded_wait
+    assert second.payload.count(b'"symbol":"SPY"') == 2  # every quote of the round, in one message
