@@ -1,20 +1,28 @@
 """Delta monitor benchmark: ticks per second re-priced and evaluated, and tick-to-StreamAlerts alert latency.
 
-Set-up (embedded mode, one process): the delta monitor on a gRPC server on loopback, the in-process bus, its
-PostgreSQL store on 127.0.0.1:5432 (database ``test``, a throw-away schema), the core_ext pricer, and N watched
-option positions spread over 50 underlyings (one position watch per option, plus one underlying watch per
-account). Ticks are published on the bus in the market data service's wire format (``marketdata.quotes.<U>``,
-one quote per message) as fast as the publisher goes; every affected position is re-priced on every tick.
+Set-up (embedded mode, one process, one event loop, as ``make run`` has them): the market data service and the
+delta monitor on one gRPC server on loopback, the in-process bus between them, their PostgreSQL schemas on
+127.0.0.1:5432 (database ``test``, throw-away schemas: the delta monitor's store, market data's tick history),
+the core_ext pricer, and N watched option positions spread over 50 underlyings (one position watch per option,
+plus one underlying watch per account). Ticks enter through the market data service's feed port: the market
+simulator (its 50 underlyings at 100) is stepped as fast as the pipeline takes its quotes, each step one quote
+per underlying; market data folds them into its book, writes their history and publishes every quote on the bus
+(``marketdata.quotes.<U>``, a round at most every 2 ms, as embedded); the delta monitor re-prices every affected
+position on every quote. Option implied vols are set once at the start (the load is underlying ticks).
 
-Phase 1 (throughput): T ticks round-robin over the underlyings; figure = ticks / wall time until the monitor
-has processed all of them; the share of the book's time spent inside core_ext is measured by timing the
-pricer calls.
+Phase 1 (throughput): T ticks; the simulator runs ahead of the delta monitor by at most ``--window`` ticks
+(a closed loop: nothing is dropped or conflated, the figure is what the whole pipeline sustains); figure =
+ticks / wall time until the monitor has processed all of them; the share of the book's time spent inside
+core_ext is measured by timing the pricer calls, market data's share by timing its ingest and bus rounds.
 
-Phase 2 (latency under load): a paced background load (``--rate`` ticks/s over the 50 underlyings, capped at 80 % of
-the phase-1 throughput so the bus does not just build a backlog) plus, every
-``--alert-every`` seconds, a tick that moves one canary watch across its band (and the next one back deep
-inside, re-arming it); latency = publish time of the crossing tick -> arrival of the alert at a StreamAlerts
-subscriber over gRPC (through the store, the outbox, the bus and the hub).
+Phase 2 (latency under load): a paced background load (``--rate`` ticks/s over the 50 underlyings, capped at
+80 % of the phase-1 throughput so the pipeline does not just build a backlog) plus, every ``--alert-every``
+seconds, a feed quote that moves one canary watch across its band (and the next one back deep inside,
+re-arming it); latency = the quote entering the market data service (its feed batch) -> the alert read by a
+StreamAlerts subscriber over gRPC (through market data, the bus, the book, the store, the outbox and the hub).
+
+``--entry bus`` skips the market data service and publishes one quote per bus message instead (the cost of the
+delta monitor alone).
 
     .venv/bin/python benchmarks/deltamonitor/bench_deltamonitor.py --positions 1000 10000
 """
@@ -51,7 +59,14 @@ from services.deltamonitor.domain.model import (
     Watch,
 )
 from services.deltamonitor.wiring import assemble
+from services.marketdata.config import MarketDataSettings
+from services.marketdata.domain.events import FeedEvent, FeedKind, QuoteEvent
+from services.marketdata.domain.simulator import MarketSimulator, UnderlyingSpec
+from services.marketdata.ports import FeedStatus
+from services.marketdata.wiring import build as build_marketdata
+from services.marketdata.wiring import registration as marketdata_registration
 from services.platform.bus import InProcessBus
+from services.platform.settings import Secret
 from services.platform.clock import SystemClock
 from services.platform.testing import client_channel, running_server
 from tests.fakes.access_tokens import TokenIssuer
@@ -77,6 +92,66 @@ class TimedPricer(CoreExtPricer):
         finally:
             self.seconds += time.perf_counter() - started
             self.calls += 1
+
+
+class DrivenFeed:
+    """The market data service's feed port, fed by the benchmark (the simulator stepped on demand)."""
+
+    kind = FeedKind.SIMULATOR
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[list[FeedEvent]] = asyncio.Queue()
+        self.subscribed: dict[str, set[str]] = {}
+
+    def put(self, events: list[FeedEvent]) -> None:
+        self._queue.put_nowait(events)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def subscribe(self, event_type: str, symbols) -> None:  # type: ignore[no-untyped-def]
+        self.subscribed.setdefault(event_type, set()).update(symbols)
+
+    async def unsubscribe(self, event_type: str, symbols) -> None:  # type: ignore[no-untyped-def]
+        self.subscribed.setdefault(event_type, set()).difference_update(symbols)
+
+    async def batches(self):  # type: ignore[no-untyped-def]
+        while True:
+            yield await self._queue.get()
+
+    def status(self) -> FeedStatus:
+        return FeedStatus(connected=True, down_for=0.0, reconnects=0, last_error=None)
+
+
+class Timed:
+    """Seconds spent in one method of an object (the method is wrapped in place)."""
+
+    def __init__(self, owner: object, name: str) -> None:
+        self.seconds = 0.0
+        method = getattr(owner, name)
+        if asyncio.iscoroutinefunction(method):
+            async def timed_async(*args, **kwargs):  # type: ignore[no-untyped-def]
+                started = time.perf_counter()
+                try:
+                    return await method(*args, **kwargs)
+                finally:
+                    self.seconds += time.perf_counter() - started
+            setattr(owner, name, timed_async)
+        else:
+            def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
+                started = time.perf_counter()
+                try:
+                    return method(*args, **kwargs)
+                finally:
+                    self.seconds += time.perf_counter() - started
+            setattr(owner, name, timed)
+
+
+def _feed_quote(symbol: str, price: float) -> QuoteEvent:
+    return QuoteEvent(symbol, round(price - 0.01, 2), round(price + 0.01, 2), 100.0, 100.0, time.time_ns())
 
 
 def _book(n_positions: int, rng: np.random.Generator, american: bool = True) -> tuple[list[HeldPosition], list[Watch]]:
@@ -116,12 +191,20 @@ def _quote(symbol: str, price: float) -> bytes:
 
 
 async def run(
-    n_positions: int, ticks: int, rate: float, alert_every: float, alerts: int, style: str
+    n_positions: int,
+    ticks: int,
+    rate: float,
+    alert_every: float,
+    alerts: int,
+    style: str,
+    entry: str = "marketdata",
+    window: int = 2000,
 ) -> dict[str, float | str]:
     """One benchmark configuration; returns its figures."""
     rng = np.random.default_rng(11)
     positions, watches = _book(n_positions, rng, american=style == "american")
     schema = f"bench_dm_{uuid.uuid4().hex[:8]}"
+    md_schema = f"bench_md_{uuid.uuid4().hex[:8]}"
     store = PostgresStore(DSN, schema=schema)
     tokens = TokenIssuer()
     clock = SystemClock()
@@ -136,10 +219,34 @@ async def run(
         pricer=pricer, calendar=ExchangeCalendar(around=datetime.now(UTC)),
         tick_patterns=("marketdata.quotes.*",),
     )
+    registrations = [assembly.registration]
+    feed = DrivenFeed()
+    marketdata = None
+    if entry == "marketdata":
+        md_settings = MarketDataSettings.from_env(
+            {}, port=0, feed="simulator", bus="memory", cache="memory", history="postgres",
+            database_url=Secret(DSN), database_schema=md_schema, bus_publish_seconds=0.002, pinned_symbols=(),
+        )
+        marketdata = build_marketdata(md_settings, clock=clock, bus=bus, postgres_dsn=DSN, feed=feed)
+        registrations.insert(0, marketdata_registration(marketdata))
+    # The simulated market: the benchmark's 50 underlyings at 100, no trades (a tick is a quote).
+    simulator = MarketSimulator([UnderlyingSpec(u, 100.0, 0.3, 0.6, spread=0.02) for u in UNDERLYINGS], seed=5,
+                                trade_probability=0.0)
     monitor = assembly.app.monitor
-    figures: dict[str, float | str] = {"style": style, "positions": n_positions, "watches": len(watches)}
+    figures: dict[str, float | str] = {"style": style, "entry": entry, "positions": n_positions, "watches": len(watches)}
+
+    async def send_ticks(count: int, tag: str) -> None:
+        # One simulator step: a quote per underlying (count of them, cycling), into market data or on the bus.
+        simulator.step(0.01)
+        if entry == "marketdata":
+            quotes, _ = simulator.underlying_events(UNDERLYINGS[:count], time.time_ns())
+            feed.put(list(quotes))
+        else:
+            for k, u in enumerate(UNDERLYINGS[:count]):
+                await bus.publish(f"marketdata.quotes.{u}", _quote(u, simulator.spot(u)), f"{tag}-{k}")
+
     try:
-        async with running_server([assembly.registration]) as server:
+        async with running_server(registrations) as server:
             for w in watches:
                 await store.create_watch(w, "", 10**9)
             by_account: dict[str, list[HeldPosition]] = {}
@@ -158,31 +265,46 @@ async def run(
             for u in UNDERLYINGS:
                 await monitor.on_quote(u, 100.0, datetime.now(UTC))
             await monitor.on_quote(CANARY, 100.0, datetime.now(UTC))
+            md_ingest = md_rounds = None
+            if marketdata is not None:
+                assert marketdata.app is not None
+                md_ingest = Timed(marketdata.app, "ingest")
+                md_rounds = Timed(marketdata.app, "publish_ticks")
 
             # The service freezes what is alive after start-up (DELTAMONITOR_GC_FREEZE, default on); here the
             # book is loaded after the server started, so freeze once it is built, as the service's start would.
             gc.collect()
             gc.freeze()
-            # Phase 1: throughput.
+            # Phase 1: throughput, the simulator at most `window` ticks ahead of the monitor.
             start_ticks = monitor.stats.ticks
             priced_before = monitor.stats.priced
             pricer.seconds, monitor.stats.book_seconds = 0.0, 0.0
-            prices = 100.0 * np.exp(rng.normal(0.0, 0.002, ticks).cumsum() / 10)
+            produced, step = 0, 0
             started = time.perf_counter()
-            for i in range(ticks):
-                u = UNDERLYINGS[i % len(UNDERLYINGS)]
-                await bus.publish(f"marketdata.quotes.{u}", _quote(u, float(prices[i])), f"t{i}")
-                if i % 256 == 255:
-                    await asyncio.sleep(0)
-            while monitor.stats.ticks - start_ticks < ticks:
+            while produced < ticks:
+                if produced - (monitor.stats.ticks - start_ticks) >= window:
+                    await asyncio.sleep(0.0005)
+                    continue
+                count = min(len(UNDERLYINGS), ticks - produced)
+                await send_ticks(count, f"t{step}")
+                produced += count
+                step += 1
+                await asyncio.sleep(0)
+            deadline = time.perf_counter() + 120.0
+            while monitor.stats.ticks - start_ticks < ticks and time.perf_counter() < deadline:
                 await asyncio.sleep(0.001)
             elapsed = time.perf_counter() - started
-            figures["ticks_per_second"] = ticks / elapsed
+            processed = monitor.stats.ticks - start_ticks
+            figures["ticks_processed"] = processed
+            figures["ticks_per_second"] = processed / elapsed
             figures["options_repriced_per_second"] = (monitor.stats.priced - priced_before) / elapsed
             figures["book_share_of_wall"] = monitor.stats.book_seconds / elapsed
             figures["core_ext_share_of_book"] = pricer.seconds / monitor.stats.book_seconds
             figures["core_ext_share_of_wall"] = pricer.seconds / elapsed
-            figures["book_us_per_tick"] = monitor.stats.book_seconds / ticks * 1e6
+            figures["book_us_per_tick"] = monitor.stats.book_seconds / max(processed, 1) * 1e6
+            if md_ingest is not None and md_rounds is not None:
+                figures["marketdata_share_of_wall"] = (md_ingest.seconds + md_rounds.seconds) / elapsed
+                figures["marketdata_us_per_tick"] = (md_ingest.seconds + md_rounds.seconds) / max(processed, 1) * 1e6
 
             # Phase 2: alert latency under paced load.
             channel = client_channel(server)
@@ -207,28 +329,32 @@ async def run(
             figures["load_rate_used"] = paced
 
             async def load() -> None:
-                period = 0.01
-                per_period = max(1, int(paced * period))
-                i = 0
+                # One simulator step (a quote per underlying) every len(UNDERLYINGS) / paced seconds.
+                period = len(UNDERLYINGS) / paced
+                sent_ticks = 0
                 next_at = time.perf_counter()
                 while not done.is_set():
-                    for _ in range(per_period):
-                        u = UNDERLYINGS[i % len(UNDERLYINGS)]
-                        await bus.publish(f"marketdata.quotes.{u}", _quote(u, 100.0 + 0.01 * (i % 7)), f"l{i}")
-                        i += 1
+                    await send_ticks(len(UNDERLYINGS), f"l{sent_ticks}")
+                    sent_ticks += len(UNDERLYINGS)
                     next_at += period
                     await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
-                figures["load_ticks_per_second"] = i / (time.perf_counter() - load_started)
+                figures["load_ticks_per_second"] = sent_ticks / (time.perf_counter() - load_started)
+
+            async def canary(price: float, tag: str) -> None:
+                if entry == "marketdata":
+                    feed.put([_feed_quote(CANARY, price)])
+                else:
+                    await bus.publish(f"marketdata.quotes.{CANARY}", _quote(CANARY, price), tag)
 
             receiver = asyncio.create_task(receive())
             load_started = time.perf_counter()
             loader = asyncio.create_task(load())
             for k in range(alerts):
                 await asyncio.sleep(alert_every / 2)
-                await bus.publish(f"marketdata.quotes.{CANARY}", _quote(CANARY, 100.0), f"c-down-{k}")
+                await canary(100.0, f"c-down-{k}")
                 await asyncio.sleep(alert_every / 2)
                 sent[k] = time.perf_counter()
-                await bus.publish(f"marketdata.quotes.{CANARY}", _quote(CANARY, 140.0), f"c-up-{k}")
+                await canary(140.0, f"c-up-{k}")
             await asyncio.wait_for(done.wait(), 120)
             await loader
             await receiver
@@ -240,9 +366,11 @@ async def run(
             figures["alert_p99_ms"] = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
             figures["alert_max_ms"] = ms[-1]
     finally:
+        gc.unfreeze()
         await bus.close()
         connection = await asyncpg.connect(DSN)
         await connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await connection.execute(f"DROP SCHEMA IF EXISTS {md_schema} CASCADE")
         await connection.close()
     return figures
 
@@ -257,11 +385,17 @@ def main() -> None:
     parser.add_argument("--alerts", type=int, default=100)
     parser.add_argument("--style", choices=["american", "european"], nargs="+", default=["american", "european"],
                         help="exercise style of the benchmark's options (equity options are American)")
+    parser.add_argument("--entry", choices=["marketdata", "bus"], nargs="+", default=["marketdata"],
+                        help="where ticks enter: the market data service's feed (embedded mode) or the bus directly")
+    parser.add_argument("--window", type=int, default=2000, help="phase 1: most ticks ahead of the monitor")
     args = parser.parse_args()
-    for style in args.style:
-        for n in args.positions:
-            figures = asyncio.run(run(n, args.ticks, args.rate, args.alert_every, args.alerts, style))
-            print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}), flush=True)
+    for entry in args.entry:
+        for style in args.style:
+            for n in args.positions:
+                figures = asyncio.run(
+                    run(n, args.ticks, args.rate, args.alert_every, args.alerts, style, entry, args.window)
+                )
+                print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}), flush=True)
 
 
 if __name__ == "__main__":
