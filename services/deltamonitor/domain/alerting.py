@@ -17,8 +17,8 @@ The stale machine (``STALE_TRANSITIONS``) is separate: ``FRESH`` -> ``STALE`` (a
 had no tick or Greeks for longer than the watch's limit while its market is open; back to ``FRESH`` with the
 next update. One alert per quiet spell; nights, weekends and holidays raise nothing.
 
-Both tables are also materialised as NumPy lookup arrays, so one step for ten thousand watches is a handful of
-array indexing operations, not a Python loop.
+Both tables are also materialised as NumPy lookup arrays (flattened, one row per (state, zone, cooldown over)),
+so one step for ten thousand watches is a handful of array operations, not a Python loop.
 """
 
 from __future__ import annotations
@@ -36,9 +36,12 @@ __all__ = [
     "STALE_TRANSITIONS",
     "Freshness",
     "Zone",
+    "breach_moves",
     "breach_step",
     "classify_zones",
+    "deep_bounds",
     "stale_step",
+    "zones_within",
 ]
 
 
@@ -101,15 +104,20 @@ STALE_TRANSITIONS: Final[dict[tuple[Freshness, bool], tuple[Freshness, bool]]] =
 }
 
 
-def _breach_lookup() -> tuple[npt.NDArray[np.int8], npt.NDArray[np.bool_]]:
-    next_state = np.zeros((len(WatchState), len(Zone), 2), dtype=np.int8)
-    alert = np.zeros((len(WatchState), len(Zone), 2), dtype=np.bool_)
+def _breach_lookup() -> tuple[npt.NDArray[np.int8], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    # Flattened by _breach_index; the third lookup marks the re-arming moves (BREACHED -> ARMED).
+    size = len(WatchState) * len(Zone) * 2
+    next_state = np.zeros(size, dtype=np.int8)
+    alert = np.zeros(size, dtype=np.bool_)
+    rearm = np.zeros(size, dtype=np.bool_)
     for (state, zone, cooled), (target, raises) in BREACH_TRANSITIONS.items():
-        next_state[state, zone, int(cooled)] = target
-        alert[state, zone, int(cooled)] = raises
-    next_state.setflags(write=False)
-    alert.setflags(write=False)
-    return next_state, alert
+        row = (int(state) * len(Zone) + int(zone)) * 2 + int(cooled)
+        next_state[row] = target
+        alert[row] = raises
+        rearm[row] = state is _BREACHED and target is _ARMED
+    for table in (next_state, alert, rearm):
+        table.setflags(write=False)
+    return next_state, alert, rearm
 
 
 def _stale_lookup() -> tuple[npt.NDArray[np.int8], npt.NDArray[np.bool_]]:
@@ -123,7 +131,8 @@ def _stale_lookup() -> tuple[npt.NDArray[np.int8], npt.NDArray[np.bool_]]:
     return next_state, alert
 
 
-_BREACH_NEXT, _BREACH_ALERT = _breach_lookup()
+_BREACH_NEXT, _BREACH_ALERT, _BREACH_REARM = _breach_lookup()
+_ZONES = len(Zone)
 # Plain ints for the per-tick code (an enum member lookup costs about a microsecond).
 _NO_DATA, _OUTSIDE, _EDGE, _DEEP = (int(z) for z in (Zone.NO_DATA, Zone.OUTSIDE, Zone.EDGE, Zone.DEEP))
 _STALE_NEXT, _STALE_ALERT = _stale_lookup()
@@ -146,16 +155,67 @@ def classify_zones(
     Returns:
         int8 zones, one per watch.
     """
-    half = (upper - lower) * 0.5
-    margin = hysteresis_ratio * half
-    with np.errstate(invalid="ignore"):
-        outside = (delta > upper) | (delta < lower)
-        deep = (delta <= upper - margin) & (delta >= lower + margin)
+    deep_lower, deep_upper = deep_bounds(lower, upper, hysteresis_ratio)
+    return zones_within(delta, lower, upper, deep_lower, deep_upper)
+
+
+def deep_bounds(
+    lower: npt.NDArray[np.float64], upper: npt.NDArray[np.float64], hysteresis_ratio: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Return the bounds of the ``DEEP`` zone: the band shrunk by ``hysteresis_ratio`` x half-width per side.
+
+    Returns:
+        (deep lower, deep upper).
+    """
+    margin = hysteresis_ratio * ((upper - lower) * 0.5)
+    return lower + margin, upper - margin
+
+
+def zones_within(
+    delta: npt.NDArray[np.float64],
+    lower: npt.NDArray[np.float64],
+    upper: npt.NDArray[np.float64],
+    deep_lower: npt.NDArray[np.float64],
+    deep_upper: npt.NDArray[np.float64],
+    *,
+    bounds_known: bool = False,
+) -> npt.NDArray[np.int8]:
+    """``classify_zones`` with the deep bounds given (``deep_bounds``), for bands that do not move between ticks.
+
+    Args:
+        delta: Watched deltas (NaN where unknown).
+        lower: Lower bounds (NaN where unknown).
+        upper: Upper bounds.
+        deep_lower: Lower bounds of the deep zone.
+        deep_upper: Upper bounds of the deep zone.
+        bounds_known: The caller vouches that no bound is NaN (only the deltas are then checked).
+
+    Returns:
+        int8 zones, one per watch.
+    """
+    # Comparisons with NaN are False and raise no floating-point warning.
+    outside = (delta > upper) | (delta < lower)
+    deep = (delta <= deep_upper) & (delta >= deep_lower)
+    unknown = np.isnan(delta)
+    if not bounds_known:
+        unknown |= np.isnan(lower)
+        unknown |= np.isnan(upper)
     zones = np.full(delta.shape, _EDGE, dtype=np.int8)
     zones[deep] = _DEEP
     zones[outside] = _OUTSIDE
-    zones[np.isnan(delta) | np.isnan(lower) | np.isnan(upper)] = _NO_DATA
+    zones[unknown] = _NO_DATA
     return zones
+
+
+def _breach_index(
+    state: npt.NDArray[np.int8], zone: npt.NDArray[np.int8], cooldown_over: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.intp]:
+    index = state.astype(np.intp)
+    index *= _ZONES
+    index += zone
+    index *= 2
+    index += cooldown_over
+    return index
 
 
 def breach_step(
@@ -166,8 +226,20 @@ def breach_step(
     Returns:
         (next states, alert mask).
     """
-    cooled = cooldown_over.astype(np.intp)
-    return _BREACH_NEXT[state, zone, cooled], _BREACH_ALERT[state, zone, cooled]
+    index = _breach_index(state, zone, cooldown_over)
+    return _BREACH_NEXT.take(index), _BREACH_ALERT.take(index)
+
+
+def breach_moves(
+    state: npt.NDArray[np.int8], zone: npt.NDArray[np.int8], cooldown_over: npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """``breach_step`` that also tells which watches re-armed (moved from ``BREACHED`` to ``ARMED``).
+
+    Returns:
+        (next states, alert mask, re-armed mask).
+    """
+    index = _breach_index(state, zone, cooldown_over)
+    return _BREACH_NEXT.take(index), _BREACH_ALERT.take(index), _BREACH_REARM.take(index)
 
 
 def stale_step(

@@ -102,7 +102,8 @@ def time_to_breach_days(
     mu[0] = charm_per_day
     np.negative(charm_per_day, out=mu[1])
     np.maximum(mu, 0.0, out=mu)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # A root far beyond the horizon may overflow when squared: infinity is then the right answer, not a warning.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         # mu x^2 + s x - d = 0 with x = sqrt(t); the stable root avoids cancellation when mu is tiny.
         disc = np.sqrt(s * s + 4.0 * mu * distance)
         denominator = s + disc

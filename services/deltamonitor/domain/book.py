@@ -9,8 +9,10 @@ watches are precomputed as index arrays.
 A quote for an underlying then costs: one pricer call per exercise style over the whole slice (each option
 with its own implied vol from its Greeks events), a few element-wise products for the exposures in the three
 metric units, ``numpy.bincount`` over the precomputed pairs to sum each affected watch, the band and zone
-arithmetic, one lookup in the alert state table, and the time-to-breach forecast, all as arrays. Python-level
-work happens only for the (rare) watches that alert.
+arithmetic and one lookup in the alert state table, all as arrays, over views and buffers laid out once.
+Python-level work happens only for the (rare) watches that alert. The time-to-breach forecast is only read
+with a watch's live state, so a tick keeps its inputs and the forecasts of all watches evaluated since are
+computed in one pass when one of them is read.
 
 Live state (the state machine, last delta, last alert time, freshness) and market state (prices, IVs, betas,
 update times, by symbol) live outside the layout and survive a rebuild; a watch whose generation changed
@@ -23,6 +25,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -61,7 +64,6 @@ _G_DELTA, _G_GAMMA, _G_CHARM, _G_VANNA, _G_THETA, _G_VEGA = range(6)
 _G_ROWS = 6
 _QUANTITIES = 5
 _ARMED = int(WatchState.ARMED)
-_BREACHED = int(WatchState.BREACHED)
 _NO_DATA = int(alerting.Zone.NO_DATA)
 _NO_TIME = -math.inf
 
@@ -163,10 +165,15 @@ class _Affected:
     # Affected watches with a benchmark (beta-weighted): local positions and benchmark underlyings.
     bench_local: I64
     bench_under: I64
+    has_bench: bool
     adaptive: bool
     whalley_wilmott: bool
     static_lower: F64
     static_upper: F64
+    # Deep-zone bounds and "no static bound is NaN", for affected sets whose bands are all static.
+    static_deep_lower: F64
+    static_deep_upper: F64
+    static_known: bool
     hysteresis: F64
     cooldown: F64
 
@@ -176,6 +183,31 @@ class _StyleRun:
     start: int
     stop: int
     american: bool
+    # Views of the position columns over the run and per-run pricer input buffers (set by _layout_rows).
+    is_call: npt.NDArray[np.bool_] = field(init=False)
+    strike: F64 = field(init=False)
+    expiry: F64 = field(init=False)
+    years: F64 = field(init=False)
+    volatility: F64 = field(init=False)
+    spot: F64 = field(init=False)
+    rate: F64 = field(init=False)
+    dividend_yield: F64 = field(init=False)
+    greeks: F64 = field(init=False)
+    first_expiry: float = field(init=False)
+
+
+@dataclass(slots=True)
+class _UnderlyingRows:
+    # Views over the positions of one underlying: Greeks and units in, contributions out (rows of ``contrib``;
+    # a metric none of the positions' watches uses is not computed).
+    runs: list[_StyleRun]
+    empty: bool
+    greeks: F64
+    units: F64
+    volatility: F64
+    shares: F64
+    dollars: F64 | None
+    beta_dollars: F64 | None
 
 
 class Book:
@@ -213,6 +245,7 @@ class Book:
         self._layout_positions(positions)
         self._layout_watches()
         self._layout_pairs()
+        self._layout_rows()
         self._restore_live()
 
     # ------------------------------------------------------------------------------------------- layout
@@ -364,6 +397,14 @@ class Book:
         self.w_delta = np.full(n, np.nan)
         self.w_lower = np.full(n, np.nan)
         self.w_upper = np.full(n, np.nan)
+        # The time-to-breach forecast is computed when read (``_forecasts``), from the inputs of the watch's last
+        # evaluation: delta and bounds above, charm, vanna and the summed move (gamma x S x IV) here. A watch
+        # evaluated since its forecast was last computed is marked in w_forecast_stale; w_ttb_days holds the
+        # computed (or restored) forecasts.
+        self.w_charm = np.full(n, np.nan)
+        self.w_vanna = np.full(n, np.nan)
+        self.w_move = np.full(n, np.nan)
+        self.w_forecast_stale = np.zeros(n, dtype=np.bool_)
         self.w_ttb_days = np.full(n, np.nan)
         self.w_evaluated = np.full(n, _NO_TIME)
         self.w_last_alert = np.full(n, _NO_TIME)
@@ -377,9 +418,9 @@ class Book:
             holders[int(self.p_under[pi])].add(wi)
         holding = set(pw)
         for wi in holding:
-            bench = int(self.w_bench[wi])
-            if bench >= 0:
-                holders[bench].add(wi)
+            bench_of_watch = int(self.w_bench[wi])
+            if bench_of_watch >= 0:
+                holders[bench_of_watch].add(wi)
         self.u_affected: list[_Affected] = []
         for u in range(nu):
             watches = np.array(sorted(holders[u]), dtype=np.int64)
@@ -393,6 +434,11 @@ class Book:
             n_positions = len(self.positions)
             bench = self.w_bench[watches]
             kind = self.w_band_kind[watches]
+            static_lower = self.w_static_lower[watches]
+            static_upper = self.w_static_upper[watches]
+            hysteresis = self.w_hysteresis[watches]
+            deep_lower, deep_upper = alerting.deep_bounds(static_lower, static_upper, hysteresis)
+            bench_local = np.flatnonzero(bench >= 0)
             self.u_affected.append(
                 _Affected(
                     watches=watches,
@@ -401,13 +447,17 @@ class Book:
                     pair_metric=pair_metric,
                     gather=((quantity * 3 + pair_metric) * n_positions + pair_position).reshape(-1),
                     bins=(quantity * len(watches) + pair_local).reshape(-1),
-                    bench_local=np.flatnonzero(bench >= 0),
+                    bench_local=bench_local,
                     bench_under=bench[bench >= 0],
+                    has_bench=len(bench_local) > 0,
                     adaptive=bool((kind != _BAND_STATIC).any()),
                     whalley_wilmott=bool((kind == _BAND_WW).any()),
-                    static_lower=self.w_static_lower[watches],
-                    static_upper=self.w_static_upper[watches],
-                    hysteresis=self.w_hysteresis[watches],
+                    static_lower=static_lower,
+                    static_upper=static_upper,
+                    static_deep_lower=deep_lower,
+                    static_deep_upper=deep_upper,
+                    static_known=not bool(np.isnan(static_lower).any() or np.isnan(static_upper).any()),
+                    hysteresis=hysteresis,
                     cooldown=self.w_cooldown[watches],
                 )
             )
@@ -422,6 +472,43 @@ class Book:
         ordered = sorted(seen)
         self.stale_w = np.array([a for a, _ in ordered], dtype=np.int64)
         self.stale_s = np.array([b for _, b in ordered], dtype=np.int64)
+
+    def _layout_rows(self) -> None:
+        # Per-tick views and buffers, so a tick slices nothing and allocates no constant inputs.
+        nu = len(self.underlyings)
+        used = np.zeros((nu, 3), dtype=np.bool_)
+        if len(self.pair_p):
+            used[self.p_under[self.pair_p], self.w_metric[self.pair_w]] = True
+        self.u_rows: list[_UnderlyingRows] = []
+        for u in range(nu):
+            start, stop = int(self.u_start[u]), int(self.u_stop[u])
+            sl = slice(start, stop)
+            for run in self.u_runs[u]:
+                rs = slice(run.start, run.stop)
+                n = run.stop - run.start
+                run.is_call = self.p_is_call[rs]
+                run.strike = self.p_strike[rs]
+                run.expiry = self.p_expiry[rs]
+                run.years = self.p_years[rs]
+                run.volatility = self.p_iv[rs]
+                run.spot = np.empty(n)
+                run.rate = np.full(n, self.settings.rate)
+                run.dividend_yield = np.empty(n)
+                run.greeks = self.g[:, rs]
+                finite = run.expiry[np.isfinite(run.expiry)]
+                run.first_expiry = float(finite.min()) if len(finite) else math.inf
+            self.u_rows.append(
+                _UnderlyingRows(
+                    runs=self.u_runs[u],
+                    empty=start == stop,
+                    greeks=self.g[:_QUANTITIES, sl],
+                    units=self.p_units[sl],
+                    volatility=self.p_iv[sl],
+                    shares=self.contrib[:, 0, sl],
+                    dollars=self.contrib[:, 1, sl] if used[u, 1] else None,
+                    beta_dollars=self.contrib[:, 2, sl] if used[u, 2] else None,
+                )
+            )
 
     def _restore_live(self) -> None:
         for wi, w in enumerate(self.watches):
@@ -450,11 +537,36 @@ class Book:
 
     # ------------------------------------------------------------------------------------------- queries
 
+    def _forecasts(self) -> None:
+        # Bring w_ttb_days up to date for every watch evaluated since its forecast was last computed, in one
+        # vectorised pass (a flush reads every watch; a page of watches reads many): armed watches get the
+        # forecast of their last evaluation, others none, exactly as if it had been computed at that tick.
+        # The state now is the state of that evaluation: only NO_DATA evaluations, which never move a watch,
+        # follow it without marking it.
+        stale = np.flatnonzero(self.w_forecast_stale)
+        if not len(stale):
+            return
+        ttb = analytics.time_to_breach_days(
+            self.w_delta[stale],
+            self.w_lower[stale],
+            self.w_upper[stale],
+            self.w_charm[stale],
+            analytics.expected_move_half_width(self.w_move[stale]),
+            self.w_vanna[stale],
+            self.settings.vol_of_vol_points,
+            self.settings.forecast_horizon_days,
+        )
+        ttb[self.w_state[stale] != _ARMED] = np.nan
+        self.w_ttb_days[stale] = ttb
+        self.w_forecast_stale[stale] = False
+
     def live_state(self, watch_id: str) -> WatchLive | None:
         """The live state of a watch, or None when the book does not hold it."""
         wi = self._watch_index.get(watch_id)
         if wi is None:
             return None
+        if self.w_forecast_stale[wi]:
+            self._forecasts()
         ttb = self.w_ttb_days[wi]
         return WatchLive(
             state=WatchState(int(self.w_state[wi])),
@@ -538,70 +650,74 @@ class Book:
         return Evaluation(alerts, len(affected.watches), priced)
 
     def _reprice(self, u: int, spot: float, now: float) -> int:
-        start, stop = int(self.u_start[u]), int(self.u_stop[u])
-        if start == stop:
+        rows = self.u_rows[u]
+        if rows.empty:
             return 0
         priced = 0
-        g = self.g
-        for run in self.u_runs[u]:
-            sl = slice(run.start, run.stop)
-            n = run.stop - run.start
-            years = (self.p_expiry[sl] - now) / _SECONDS_PER_YEAR
-            self.p_years[sl] = years
+        dividend_yield = self.u_yield[u]
+        for run in rows.runs:
+            years = run.years
+            np.subtract(run.expiry, now, out=years)
+            years /= _SECONDS_PER_YEAR
+            run.spot.fill(spot)
+            run.dividend_yield.fill(dividend_yield)
             result = self.pricer.greeks(
-                is_call=self.p_is_call[sl],
-                spot=np.full(n, spot),
-                strike=self.p_strike[sl],
+                is_call=run.is_call,
+                spot=run.spot,
+                strike=run.strike,
                 expiry_years=years,
-                volatility=self.p_iv[sl],
-                rate=np.full(n, self.settings.rate),
-                dividend_yield=np.full(n, self.u_yield[u]),
+                volatility=run.volatility,
+                rate=run.rate,
+                dividend_yield=run.dividend_yield,
                 american=run.american,
             )
-            block = g[:, sl]
+            block = run.greeks
             block[_G_DELTA] = result.delta
             block[_G_GAMMA] = result.gamma
             block[_G_CHARM] = result.charm
             block[_G_VANNA] = result.vanna
             block[_G_THETA] = result.theta
             block[_G_VEGA] = result.vega
-            expired = years <= 0.0
-            if expired.any():
+            # (T - now) / year is monotonic in T: the earliest expiry tells whether any option has expired.
+            if (run.first_expiry - now) / _SECONDS_PER_YEAR <= 0.0:
                 # At or past expiry an option is its exercise value: delta 1/-1 in the money, 0 out of it.
-                calls = self.p_is_call[sl]
-                strikes = self.p_strike[sl]
+                expired = years <= 0.0
+                calls = run.is_call
+                strikes = run.strike
                 itm = np.where(calls, spot > strikes, spot < strikes)
                 intrinsic = np.where(itm, np.where(calls, 1.0, -1.0), 0.0)
                 block[:, expired] = 0.0
                 block[_G_DELTA, expired] = intrinsic[expired]
-            priced += n
-        sl = slice(start, stop)
-        # delta, gamma, charm, vanna and move per position in shares, then x (1, S, beta S) for the metrics.
-        base = g[:_QUANTITIES, sl] * self.p_units[sl]
-        np.multiply(base[_G_GAMMA], spot, out=base[4])
-        base[4] *= self.p_iv[sl]
-        scale = np.array([1.0, spot, self.u_beta[u] * spot])
-        np.multiply(base[:, None, :], scale[:, None], out=self.contrib[:, :, sl])
+            priced += run.stop - run.start
+        # delta, gamma, charm, vanna and move per position in shares, then x S and x beta S for the other metrics.
+        shares = rows.shares
+        np.multiply(rows.greeks, rows.units, out=shares)
+        move = shares[4]
+        np.multiply(shares[_G_GAMMA], spot, out=move)
+        move *= rows.volatility
+        if rows.dollars is not None:
+            np.multiply(shares, spot, out=rows.dollars)
+        if rows.beta_dollars is not None:
+            np.multiply(shares, self.u_beta[u] * spot, out=rows.beta_dollars)
         return priced
 
     def _sums(self, affected: _Affected, size: int) -> F64:
         # One bincount for the five quantities: the same additions, in the same order, as one per quantity.
         weights = self._contrib_flat[affected.gather]
-        sums: F64 = np.bincount(affected.bins, weights=weights, minlength=_QUANTITIES * size)
-        return sums.reshape(_QUANTITIES, size)
+        sums = np.bincount(affected.bins, weights=weights, minlength=_QUANTITIES * size)
+        return cast(F64, sums.reshape(_QUANTITIES, size))
 
     def _evaluate(self, u: int, affected: _Affected, now: float, when: datetime) -> list[Alert]:
         ws = affected.watches
         n = len(ws)
         sums = self._sums(affected, n)
-        if len(affected.bench_local):
+        if affected.has_bench:
             sums[:, affected.bench_local] /= self.u_price[affected.bench_under]
-        delta, gamma, charm, vanna, move = sums
-        move_half_width = analytics.expected_move_half_width(move)
+        delta = sums[0]
         if affected.adaptive:
             kind = self.w_band_kind[ws]
             adaptive = kind != _BAND_STATIC
-            raw = move_half_width
+            raw = analytics.expected_move_half_width(sums[4])
             if affected.whalley_wilmott:
                 raw = np.where(kind == _BAND_WW, self._ww_half_width(u, affected, ws, n), raw)
             lo, hi = analytics.adaptive_bounds(
@@ -609,44 +725,37 @@ class Book:
             )
             lower = np.where(adaptive, lo, affected.static_lower)
             upper = np.where(adaptive, hi, affected.static_upper)
+            zones = alerting.classify_zones(delta, lower, upper, affected.hysteresis)
         else:
             lower = affected.static_lower
             upper = affected.static_upper
-        zones = alerting.classify_zones(delta, lower, upper, affected.hysteresis)
+            zones = alerting.zones_within(
+                delta, lower, upper, affected.static_deep_lower, affected.static_deep_upper,
+                bounds_known=affected.static_known,
+            )
         cooldown_over = (now - self.w_last_alert[ws]) >= affected.cooldown
         prior_state = self.w_state[ws]
-        next_state, raise_alert = alerting.breach_step(prior_state, zones, cooldown_over)
-        rearmed = (prior_state == _BREACHED) & (next_state == _ARMED)
-        if rearmed.any():
+        next_state, raise_alert, rearmed = alerting.breach_moves(prior_state, zones, cooldown_over)
+        if np.count_nonzero(rearmed):
             self.rearmed.extend(self.watches[int(wi)].watch_id for wi in ws[rearmed])
-        ttb = analytics.time_to_breach_days(
-            delta,
-            lower,
-            upper,
-            charm,
-            move_half_width,
-            vanna,
-            self.settings.vol_of_vol_points,
-            self.settings.forecast_horizon_days,
-        )
-        ttb[next_state != _ARMED] = np.nan
-        before = self.w_delta[ws]
+        before = self.w_delta[ws] if np.count_nonzero(raise_alert) else None
         self.w_state[ws] = next_state
-        evaluated = zones != _NO_DATA
-        if evaluated.all():
-            self.w_delta[ws] = delta
-            self.w_lower[ws] = lower
-            self.w_upper[ws] = upper
-            self.w_ttb_days[ws] = ttb
-            self.w_evaluated[ws] = now
+        # Zone.NO_DATA is 0: the non-zero zones are the evaluated watches.
+        if np.count_nonzero(zones) == n:
+            target, values, kept_lower, kept_upper = ws, sums, lower, upper
         else:
-            target = ws[evaluated]
-            self.w_delta[target] = delta[evaluated]
-            self.w_lower[target] = lower[evaluated]
-            self.w_upper[target] = upper[evaluated]
-            self.w_ttb_days[target] = ttb[evaluated]
-            self.w_evaluated[target] = now
-        if not raise_alert.any():
+            evaluated = zones != _NO_DATA
+            target, values = ws[evaluated], sums[:, evaluated]
+            kept_lower, kept_upper = lower[evaluated], upper[evaluated]
+        self.w_delta[target] = values[0]
+        self.w_charm[target] = values[2]
+        self.w_vanna[target] = values[3]
+        self.w_move[target] = values[4]
+        self.w_lower[target] = kept_lower
+        self.w_upper[target] = kept_upper
+        self.w_evaluated[target] = now
+        self.w_forecast_stale[target] = True
+        if before is None:
             return []
         alerts = []
         for local in np.flatnonzero(raise_alert):
