@@ -211,6 +211,8 @@ class Monitor:
         self._saved: dict[str, tuple[int, int, float, bool]] = {}
         self._unrecorded: list[Alert] = []
         self._lock = asyncio.Lock()
+        # The newest write queued by apply_quote; each write waits for the one before it (see apply_quote).
+        self._writing: asyncio.Task[list[Alert]] | None = None
         self.stats = _Stats()
 
     def owns(self, watch: Watch) -> bool:
@@ -326,6 +328,7 @@ class Monitor:
             gone = set(partitions) & self._owned
             if not gone:
                 return frozenset()
+            await self.writes_done()
             if any(partition_of(d.account_number) in gone for d in self._unrecorded):
                 await self._record([])
             gone &= self._owned
@@ -456,24 +459,58 @@ class Monitor:
 
     async def on_quote(self, symbol: str, price: float, when: datetime) -> list[Alert]:
         """Apply a quote of ``symbol``; persist and announce the alerts it raised."""
+        written = self.apply_quote(symbol, price, when)
+        # Shielded: a caller that gives up does not cancel a write other ticks' writes are queued behind.
+        return [] if written is None else await asyncio.shield(written)
+
+    def apply_quote(self, symbol: str, price: float, when: datetime) -> asyncio.Task[list[Alert]] | None:
+        """Apply a quote of ``symbol`` now and queue the writes it calls for; the tick consumer's entry.
+
+        The book moves at once; the alerts it raised and the watches it re-armed are written by a task that
+        starts after every write queued before it, so writes keep the order of the ticks while the next tick
+        is already being priced (an alert's database round trips no longer hold the feed up). A re-arm is
+        still written before anything a later tick raises: a replica taking the watch over from a stale
+        BREACHED state would let the next crossing pass silently.
+
+        Returns:
+            None when nothing is to be written, else the task (its result: the stored alerts).
+        """
         started = time.perf_counter()
         evaluation = self.book.on_quote(symbol, price, when)
         self.stats.book_seconds += time.perf_counter() - started
         self.stats.ticks += 1
         self.stats.priced += evaluation.priced
         self.stats.evaluated += evaluation.evaluated
-        recorded = await self._record(evaluation.alerts) if evaluation.alerts or self._unrecorded else []
-        if self.book.rearmed:
+        if not (evaluation.alerts or self._unrecorded or self.book.rearmed):
+            return None
+        rearmed, self.book.rearmed = set(self.book.rearmed), []
+        previous = self._writing
+        task = asyncio.create_task(self._write_after(previous, evaluation.alerts, rearmed), name="deltamonitor-write")
+        self._writing = task
+        return task
+
+    async def _write_after(
+        self, previous: asyncio.Task[list[Alert]] | None, alerts: list[Alert], rearmed: set[str]
+    ) -> list[Alert]:
+        if previous is not None:
+            # Its failure is reported to whoever awaits it; its unwritten alerts wait in _unrecorded for this one.
+            with contextlib.suppress(Exception):
+                await previous
+        recorded = await self._record(alerts) if alerts or self._unrecorded else []
+        if rearmed:
             try:
-                await self._save_rearmed()
-            except Exception as error:  # noqa: BLE001 - the periodic flush writes it; the tick must go on
+                await self._save_rearmed(rearmed)
+            except Exception as error:  # noqa: BLE001 - the periodic flush writes it; the feed must go on
                 log.warning("cannot persist re-armed watches now", extra={"error": repr(error)})
         return recorded
 
-    async def _save_rearmed(self) -> None:
-        # A re-arm is written before the next tick is applied, not with the periodic flush: a replica that took
-        # the watch over from its stale BREACHED state would otherwise let the next crossing pass silently.
-        ids, self.book.rearmed = set(self.book.rearmed), []
+    async def writes_done(self) -> None:
+        """Wait until every write queued by ``apply_quote`` has ended (failures are their awaiters' to report)."""
+        while (task := self._writing) is not None and not task.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+
+    async def _save_rearmed(self, ids: set[str]) -> None:
         await self._save_live(self._changed_live(w for i in ids if (w := self._watches.get(i)) is not None))
 
     def on_greeks(self, symbol: str, volatility: float, when: datetime) -> None:
@@ -680,6 +717,8 @@ class DeltaMonitorApp:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        with contextlib.suppress(Exception):
+            await self.monitor.writes_done()
         with contextlib.suppress(Exception):
             await self.monitor.flush_live()
         if self.keeper is not None:

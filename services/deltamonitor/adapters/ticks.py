@@ -30,6 +30,7 @@ __all__ = ["INTEREST_TOPIC", "TickConsumer", "parse_tick", "parse_ticks"]
 
 INTEREST_TOPIC = "marketdata.interest"
 _INTEREST_CHUNK = 1000
+_MAX_WRITES = 64
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 log = logging.getLogger("tastyplat.deltamonitor.ticks")
@@ -121,6 +122,7 @@ class TickConsumer:
         self._announced_at = -math.inf
         self._instance = uuid.uuid4().hex[:8]
         self._sequence = 0
+        self._writes: set[asyncio.Task[Any]] = set()
         self._lag = telemetry.histogram(
             "deltamonitor_tick_lag_seconds",
             "Age of a tick message's newest quote (its source time) when the monitor has applied the message",
@@ -145,6 +147,7 @@ class TickConsumer:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self._monitor.writes_done()
 
     async def announce_interest(self) -> int:
         """Publish interest leases for the book's symbols if they changed or are due for renewal.
@@ -176,6 +179,20 @@ class TickConsumer:
                 log.warning("cannot announce market data interest", extra={"error": repr(error)})
             await asyncio.sleep(self._check)
 
+    async def _track(self, written: asyncio.Task[Any]) -> None:
+        # The next tick is applied while an alert is written; past _MAX_WRITES queued writes (a slow database)
+        # the feed waits for the oldest, so memory stays bounded and the consumer's prefetch pushes back.
+        self._writes.add(written)
+        written.add_done_callback(self._written)
+        while len(self._writes) > _MAX_WRITES:
+            await asyncio.wait(set(self._writes), return_when=asyncio.FIRST_COMPLETED)
+
+    def _written(self, task: asyncio.Task[Any]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # The monitor keeps the unwritten alerts and writes them with the next tick or flush.
+            log.error("alert write failed", exc_info=error)
+
     async def _run(self, subscription: Subscription) -> None:
         monitor = self._monitor
         async for delivery in subscription:
@@ -185,7 +202,9 @@ class TickConsumer:
             try:
                 for kind, symbol, value, when in parse_ticks(delivery.payload):
                     if kind == "quote":
-                        await monitor.on_quote(symbol, value, when)
+                        written = monitor.apply_quote(symbol, value, when)
+                        if written is not None:
+                            await self._track(written)
                         newest_quote = when if newest_quote is None or when > newest_quote else newest_quote
                     else:
                         monitor.on_greeks(symbol, value, when)
