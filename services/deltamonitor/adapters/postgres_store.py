@@ -280,31 +280,37 @@ class PostgresStore(SchemaStore):
         try:
             async with self.pool.acquire() as connection, connection.transaction():
                 await self._check_fence(connection, fence)
-                for draft in drafts:
-                    sequence = await connection.fetchval("SELECT nextval(pg_get_serial_sequence('alerts', 'sequence'))")
-                    alert_id = alert_id_for(sequence)
-                    await connection.execute(
-                        "INSERT INTO alerts (sequence, alert_id, user_id, account_number, watch_id, kind, severity,"
-                        " state, raise_time, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)",
-                        sequence,
-                        alert_id,
-                        draft.user_id,
-                        draft.account_number,
-                        draft.watch_id,
-                        int(draft.kind),
-                        int(draft.severity),
-                        int(draft.state),
-                        draft.raise_time,
-                        _dumps(alert_detail_to_json(draft)),
+                if drafts:
+                    # One round trip for the ids and one for both inserts, however many alerts a tick raised (a
+                    # market gap can move thousands of watches at once).
+                    sequences = sorted(
+                        r[0]
+                        for r in await connection.fetch(
+                            "SELECT nextval(pg_get_serial_sequence('alerts', 'sequence')) FROM generate_series(1, $1)",
+                            len(drafts),
+                        )
                     )
+                    stored = [replace(d, alert_id=alert_id_for(q), sequence=q) for d, q in zip(drafts, sequences)]
                     await connection.execute(
-                        "INSERT INTO outbox (topic, message_id, alert_sequence, headers) VALUES ($1, $2, $3, $4::jsonb)",
+                        "WITH a AS (INSERT INTO alerts (sequence, alert_id, user_id, account_number, watch_id, kind,"
+                        " severity, state, raise_time, body) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[],"
+                        " $4::text[], $5::text[], $6::smallint[], $7::smallint[], $8::smallint[], $9::timestamptz[],"
+                        " $10::jsonb[]) RETURNING sequence, alert_id)"
+                        " INSERT INTO outbox (topic, message_id, alert_sequence, headers)"
+                        " SELECT $11, alert_id, sequence, $12::jsonb FROM a ORDER BY sequence",
+                        sequences,
+                        [a.alert_id for a in stored],
+                        [a.user_id for a in stored],
+                        [a.account_number for a in stored],
+                        [a.watch_id for a in stored],
+                        [int(a.kind) for a in stored],
+                        [int(a.severity) for a in stored],
+                        [int(a.state) for a in stored],
+                        [a.raise_time for a in stored],
+                        [_dumps(alert_detail_to_json(a)) for a in stored],
                         RAISED_TOPIC,
-                        alert_id,
-                        sequence,
                         kept,
                     )
-                    stored.append(replace(draft, alert_id=alert_id, sequence=sequence))
                 await self._save_live(connection, live)
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
             raise DatabaseUnavailable() from error

@@ -97,6 +97,20 @@ async def test_alerts_get_ordered_ids_and_outbox_entries_with_the_live_state(sto
     assert (await store.load_live())["w0-u1"] == (0, live)
 
 
+async def test_a_storm_of_alerts_in_one_write_keeps_its_order_everywhere(store) -> None:  # type: ignore[no-untyped-def]
+    # A market gap can raise thousands of alerts on one tick: one write stores them all, ids and outbox in order.
+    drafts = [_alert(watch_id=f"w{i}", when=NOW + timedelta(microseconds=i), stale=i % 3 == 0) for i in range(500)]
+    stored = await store.record_alerts(drafts, {}, {"traceparent": "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"})
+    assert [a.watch_id for a in stored] == [d.watch_id for d in drafts]
+    assert [a.sequence for a in stored] == sorted(a.sequence for a in stored) and len({a.sequence for a in stored}) == 500
+    assert [await store.get_alert("u1", a.alert_id) for a in (stored[0], stored[250], stored[-1])] == [
+        stored[0], stored[250], stored[-1]
+    ]
+    outbox = await store.pending_outbox(1000)
+    assert [e.message_id for e in outbox] == [a.alert_id for a in stored]
+    assert all(e.headers == {"traceparent": "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"} for e in outbox)
+
+
 async def test_acknowledge_once_queues_one_event(store) -> None:  # type: ignore[no-untyped-def]
     (alert,) = await store.record_alerts([_alert()], {})
     await store.mark_published([e.entry_id for e in await store.pending_outbox(10)])
