@@ -121,6 +121,7 @@ class AppSettings:
         cache_flush_interval: Seconds between writes of latest values to the cache.
         bus_publish_interval: Least seconds between two publishing rounds on the bus (a round sends one message
             per underlying with every quote since the previous round, and starts as soon as one is pending).
+        bus_conflate: Publish only the latest update per symbol of each round.
         history_batch_size: Ticks per history write.
         history_flush_interval: Seconds after which a partial batch is written.
         history_buffer_limit: Ticks held while the database is slow or down; beyond it the oldest are dropped.
@@ -137,6 +138,7 @@ class AppSettings:
     greeks_interval: float = 0.25
     cache_flush_interval: float = 0.05
     bus_publish_interval: float = 0.05
+    bus_conflate: bool = False
     history_batch_size: int = 5000
     history_flush_interval: float = 0.5
     history_buffer_limit: int = 200_000
@@ -902,6 +904,12 @@ class MarketDataApp:
         """
         for kind, buffer in (("quotes", self._bus_quotes), ("greeks", self._bus_greeks)):
             drained, _ = buffer.drain()
+            if self.settings.bus_conflate and len(drained) > 1:
+                latest: dict[str, QuoteUpdate | GreeksUpdate] = {}
+                for update in drained:
+                    latest.pop(update.symbol, None)
+                    latest[update.symbol] = update
+                drained = list(latest.values())  # type: ignore[assignment]
             standby = self._standby[kind]
             if not self.publishing:
                 for update in drained:

@@ -56,6 +56,9 @@ class MarketDataSettings(ServerSettings):
             latest per symbol) and starts as soon as a tick is pending, so a tick on a quiet bus leaves at once
             and under load waits at most this long. Longer rounds mean fewer, larger messages (RabbitMQ);
             the embedded platform uses 0.002 s.
+        bus_conflate: Send only the latest quote per symbol in each round instead of every quote: consumers
+            then re-price at most once per symbol per round, which is what bounds their tick rate at scale
+            (see the README's capacity model); off by default, so every tick reaches the delta monitor.
         max_streams_per_caller: Open streams per caller.
         feed_down_budget_seconds: Feed outage after which streams end with FEED_UNAVAILABLE.
         pinned_symbols: Symbols always followed (and published on the bus); default: the simulator's
@@ -96,6 +99,7 @@ class MarketDataSettings(ServerSettings):
     heartbeat_seconds: float = env("HEARTBEAT_SECONDS", default=5.0, ge=0.05)
     subscriber_capacity: int = env("SUBSCRIBER_CAPACITY", default=4096, ge=1)
     bus_publish_seconds: float = env("BUS_PUBLISH_SECONDS", default=0.05, ge=0.001, le=10.0)
+    bus_conflate: bool = env("BUS_CONFLATE", default=False)
     max_streams_per_caller: int = env("MAX_STREAMS_PER_CALLER", default=100, ge=1)
     feed_down_budget_seconds: float = env("FEED_DOWN_BUDGET_SECONDS", default=60.0, ge=0.0)
     pinned_symbols: tuple[str, ...] | None = env("PINNED_SYMBOLS", default=None)

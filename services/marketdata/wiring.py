@@ -43,6 +43,7 @@ def app_settings(settings: MarketDataSettings) -> AppSettings:
         heartbeat_interval=settings.heartbeat_seconds,
         subscriber_capacity=settings.subscriber_capacity,
         bus_publish_interval=settings.bus_publish_seconds,
+        bus_conflate=settings.bus_conflate,
         max_streams_per_caller=settings.max_streams_per_caller,
         feed_down_budget=settings.feed_down_budget_seconds,
         pinned_symbols=settings.pinned(),

@@ -89,3 +89,32 @@ async def test_a_tick_on_a_quiet_bus_leaves_at_once_and_the_next_waits_for_the_p
     assert quiet_wait < 0.5, quiet_wait
     assert 1.2 < loaded_wait < 3.0, loaded_wait
     assert second.payload.count(b'"symbol":"SPY"') == 2  # every quote of the round, in one message
+
+
+async def _round_after_burst(environ: dict[str, str]) -> list[float]:
+    import json
+
+    from services.marketdata.domain.events import QuoteEvent
+
+    settings = MarketDataSettings.from_env(
+        {"MARKETDATA_BUS_PUBLISH_SECONDS": "1.0", **environ}, port=0, bus="memory", cache="memory",
+        history="memory", pinned_symbols=(),
+    )
+    components = build(settings, clock=SystemClock())
+    async with running_server([registration(components)]):
+        assert components.bus is not None and components.app is not None
+        subscription = await components.bus.subscribe("marketdata.quotes.*")
+        await asyncio.sleep(0.1)
+        components.app.ingest([QuoteEvent("SPY", 500.0, 500.02, 100.0, 100.0, time.time_ns())])
+        first = await asyncio.wait_for(subscription.__anext__(), timeout=5.0)
+        await first.ack()
+        # Three quotes within one period: they leave together in the next round.
+        for cents in (1, 2, 3):
+            components.app.ingest([QuoteEvent("SPY", 500.0 + cents / 100, 500.02 + cents / 100, 100.0, 100.0, time.time_ns())])
+        second = await asyncio.wait_for(subscription.__anext__(), timeout=5.0)
+    return [q["bid_price"] for q in json.loads(second.payload)["quotes"]]
+
+
+async def test_every_quote_reaches_the_bus_unless_conflation_is_asked_for() -> None:
+    assert await _round_after_burst({}) == [500.01, 500.02, 500.03]
+    assert await _round_after_burst({"MARKETDATA_BUS_CONFLATE": "true"}) == [500.03]
