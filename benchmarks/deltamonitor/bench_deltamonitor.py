@@ -15,8 +15,8 @@ Phase 1 (throughput): T ticks; the simulator runs ahead of the delta monitor by 
 ticks / wall time until the monitor has processed all of them; the share of the book's time spent inside
 core_ext is measured by timing the pricer calls, market data's share by timing its ingest and bus rounds.
 
-Phase 2 (latency under load): a paced background load (``--rate`` ticks/s over the 50 underlyings, capped at
-80 % of the phase-1 throughput so the pipeline does not just build a backlog) plus, every ``--alert-every``
+Phase 2 (latency under load): a paced background load (``--rate`` ticks/s over the 50 underlyings, a few quotes
+every 2 ms, capped at 80 % of the phase-1 throughput so the pipeline does not just build a backlog) plus, every ``--alert-every``
 seconds, a feed quote that moves one canary watch across its band (and the next one back deep inside,
 re-arming it); latency = the quote entering the market data service (its feed batch) -> the alert read by a
 StreamAlerts subscriber over gRPC (through market data, the bus, the book, the store, the outbox and the hub).
@@ -235,14 +235,23 @@ async def run(
     monitor = assembly.app.monitor
     figures: dict[str, float | str] = {"style": style, "entry": entry, "positions": n_positions, "watches": len(watches)}
 
+    unsent: list[str] = []
+
     async def send_ticks(count: int, tag: str) -> None:
-        # One simulator step: a quote per underlying (count of them, cycling), into market data or on the bus.
-        simulator.step(0.01)
+        # The next `count` underlyings' quotes, round robin; the simulator steps at the start of each round.
+        names: list[str] = []
+        while len(names) < count:
+            if not unsent:
+                simulator.step(0.01)
+                unsent.extend(UNDERLYINGS)
+            take = min(count - len(names), len(unsent))
+            names += unsent[:take]
+            del unsent[:take]
         if entry == "marketdata":
-            quotes, _ = simulator.underlying_events(UNDERLYINGS[:count], time.time_ns())
+            quotes, _ = simulator.underlying_events(names, time.time_ns())
             feed.put(list(quotes))
         else:
-            for k, u in enumerate(UNDERLYINGS[:count]):
+            for k, u in enumerate(names):
                 await bus.publish(f"marketdata.quotes.{u}", _quote(u, simulator.spot(u)), f"{tag}-{k}")
 
     try:
@@ -329,13 +338,17 @@ async def run(
             figures["load_rate_used"] = paced
 
             async def load() -> None:
-                # One simulator step (a quote per underlying) every len(UNDERLYINGS) / paced seconds.
-                period = len(UNDERLYINGS) / paced
+                # The quotes of the simulator's steps spread evenly, a few every 2 ms, as a live feed spreads them.
+                period = 0.002
+                owed = 0.0
                 sent_ticks = 0
                 next_at = time.perf_counter()
                 while not done.is_set():
-                    await send_ticks(len(UNDERLYINGS), f"l{sent_ticks}")
-                    sent_ticks += len(UNDERLYINGS)
+                    owed += paced * period
+                    if owed >= 1.0:
+                        await send_ticks(int(owed), f"l{sent_ticks}")
+                        sent_ticks += int(owed)
+                        owed -= int(owed)
                     next_at += period
                     await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
                 figures["load_ticks_per_second"] = sent_ticks / (time.perf_counter() - load_started)
