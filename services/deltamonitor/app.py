@@ -493,9 +493,9 @@ class Monitor:
         self, previous: asyncio.Task[list[Alert]] | None, alerts: list[Alert], rearmed: set[str]
     ) -> list[Alert]:
         if previous is not None:
-            # Its failure is reported to whoever awaits it; its unwritten alerts wait in _unrecorded for this one.
-            with contextlib.suppress(Exception):
-                await previous
+            # Waits without taking on its outcome: its failure is its awaiter's to report, and its unwritten
+            # alerts wait in _unrecorded for this write.
+            await asyncio.wait([previous])
         recorded = await self._record(alerts) if alerts or self._unrecorded else []
         if rearmed:
             try:
@@ -507,8 +507,7 @@ class Monitor:
     async def writes_done(self) -> None:
         """Wait until every write queued by ``apply_quote`` has ended (failures are their awaiters' to report)."""
         while (task := self._writing) is not None and not task.done():
-            with contextlib.suppress(Exception):
-                await asyncio.shield(task)
+            await asyncio.wait([task])
 
     async def _save_rearmed(self, ids: set[str]) -> None:
         await self._save_live(self._changed_live(w for i in ids if (w := self._watches.get(i)) is not None))
