@@ -484,7 +484,7 @@ class MarketDataApp:
             await asyncio.wait(list(self._releases), timeout=timeout)
 
     async def stop(self) -> None:
-        """Stop the background tasks and the feed; write what history is still buffered."""
+        """Stop the background tasks and the feed; write the latest values and the history still buffered."""
         await self.quiesce()
         for task in self._tasks:
             task.cancel()
@@ -501,6 +501,11 @@ class MarketDataApp:
             await self.publisher.release()
         await self.feed.close()
         try:
+            # The latest values since the last cache round: a replica that stops leaves the cache current.
+            await asyncio.wait_for(self.flush_cache(), 5.0)
+        except Exception as error:
+            log.warning("cache not flushed at shutdown: %s", error)
+        try:
             await asyncio.wait_for(self.history_writer.flush(), 5.0)
         except Exception as error:
             log.warning("history not flushed at shutdown: %s", error)
@@ -508,13 +513,16 @@ class MarketDataApp:
     # ------------------------------------------------------------------ unary use cases
 
     async def get_quote(self, symbol: str) -> QuoteUpdate:
-        """The latest quote of `symbol` from the latest-value cache.
+        """The latest quote of `symbol`: from this replica's book while it follows the symbol (live, and ahead of
+        the cache, which is written every `cache_flush_interval`), else from the latest-value cache.
 
         Raises:
             QuoteNotFound: no quote has been seen for the symbol.
             CacheUnavailable: the cache cannot be reached.
         """
         key = streamer_symbol(symbol)
+        if self._interest[("Quote", key)] > 0 and (live := self.book.quote(key)) is not None:
+            return live
         try:
             found = await self.cache.get_many(QUOTES_NAMESPACE, [key])
         except CacheError as error:

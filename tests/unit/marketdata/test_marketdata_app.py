@@ -149,6 +149,20 @@ async def test_get_quote_answers_from_the_cache(app: MarketDataApp, feed: Script
         await app.get_quote("NOPE")
 
 
+async def test_get_quote_of_a_followed_symbol_answers_from_the_live_book_before_the_cache_is_written(
+    app: MarketDataApp,
+) -> None:
+    # A consumer that saw the tick on the bus (published at once) can ask for it at once, on any replica that
+    # follows the symbol; one that does not follow it reads the cache.
+    await app.follow(["QQQ"], lease_seconds=60.0)
+    app.ingest([q("QQQ", 430.0, 430.02)])
+    quote = await app.get_quote("QQQ")
+    assert (quote.bid_price, quote.ask_price) == (430.0, 430.02)
+    app.ingest([q("IWM", 200.0, 200.02)])  # seen, but not followed here: only the cache answers, once written
+    with pytest.raises(QuoteNotFound):
+        await app.get_quote("IWM")
+
+
 async def test_occ_symbols_are_answered_in_the_requested_form(app: MarketDataApp, feed: ScriptedFeed) -> None:
     occ = "SPY   240216C00500000"
     async with await app.open_quote_stream([occ], "alice") as stream:
