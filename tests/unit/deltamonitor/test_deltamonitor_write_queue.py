@@ -17,10 +17,11 @@ from services.deltamonitor.adapters.ticks import TickConsumer
 from services.deltamonitor.api.convert import decode_alert, encode_alert
 from services.deltamonitor.app import AppSettings, DeltaMonitorApp
 from services.deltamonitor.domain.model import Alert, Metric, StaticBand, WatchState
+from services.deltamonitor.ports import AlertQuery
 from services.platform.bus import InProcessBus
 from services.platform.clock import FakeClock
 
-from tests.unit.deltamonitor.conftest import ACCOUNT, shares, watch
+from tests.unit.deltamonitor.conftest import ACCOUNT, USER, shares, watch
 
 
 class GatedStore(InMemoryStore):
@@ -69,14 +70,15 @@ async def test_ticks_go_on_while_an_alert_is_written_and_writes_keep_their_order
             await bus.publish("marketdata.quotes.SPY", _quote(price, base + i * 10**9), f"q{i}")
         # The first alert's write is held up; the consumer still applies every later tick.
         await _until(lambda: monitor.stats.ticks == 5)
-        assert len(store.calls) == 1 and store._alerts == []
+        assert len(store.calls) == 1 and await store.list_alerts(USER, AlertQuery(limit=10)) == []
         assert monitor.live_state("w1").state is WatchState.BREACHED  # type: ignore[union-attr]
         store.gate.set()
         await monitor.writes_done()
         # Alert 1 (600), then the re-arm (400), then alert 2 (600): written in that order, one alert each.
         assert store.calls == [["w1"], ["w1"]]
-        assert [a.detail.delta_after for a in store._alerts] == [6000.0, 6000.0]  # type: ignore[union-attr]
-        assert [a.raise_time.second for a in store._alerts] == [1, 3]
+        stored = list(reversed(await store.list_alerts(USER, AlertQuery(limit=10))))  # oldest first
+        assert [a.detail.delta_after for a in stored] == [6000.0, 6000.0]  # type: ignore[union-attr]
+        assert [a.raise_time.second for a in stored] == [1, 3]
     finally:
         store.gate.set()
         await consumer.stop()
