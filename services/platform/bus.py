@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -53,6 +54,9 @@ __all__ = [
 
 DEFAULT_DELIVERY_LIMIT = 20
 DEFAULT_DEDUPE_WINDOW = 10_000
+# Bound on each broker round trip of closing a subscription: a stalled broker must not hang the caller (the
+# channel's close, or the connection's, releases the consumer anyway).
+CLOSE_STEP_SECONDS = 5.0
 _TOPIC_WORD = re.compile(r"^[^.*#\s]+$")
 
 
@@ -597,13 +601,16 @@ class _RabbitSubscription:
         self._inbox.put_nowait(None)
         try:
             if self._consumer_tag is not None and not self._channel.is_closed:
-                await self._queue.cancel(self._consumer_tag)
+                await asyncio.wait_for(self._queue.cancel(self._consumer_tag), CLOSE_STEP_SECONDS)
             if self._delete_on_close and not self._channel.is_closed:
-                await self._queue.delete(if_unused=False, if_empty=False)
+                await asyncio.wait_for(self._queue.delete(if_unused=False, if_empty=False), CLOSE_STEP_SECONDS)
+        except TimeoutError:
+            pass  # the channel's close below ends the consumer; an exclusive queue goes with its connection
         finally:
             # Closing the channel makes the broker requeue everything still unacknowledged.
             if not self._channel.is_closed:
-                await self._channel.close()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._channel.close(), CLOSE_STEP_SECONDS)
 
     async def __aenter__(self) -> Self:
         return self

@@ -73,3 +73,35 @@ async def test_a_delivery_taken_before_a_restart_is_acknowledged_after_it_and_no
         assert received == ["m2", "m3"]
     finally:
         await asyncio.wait_for(bus.close(), 30)
+
+
+async def test_closing_a_subscription_does_not_hang_on_a_stalled_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Seen in CI: the broker did not answer a consumer cancel for minutes, and the closing caller waited with it.
+    import time
+    import uuid
+
+    from services.platform import bus as bus_module
+
+    monkeypatch.setattr(bus_module, "CLOSE_STEP_SECONDS", 0.2, raising=False)
+    bus = await RabbitMqBus.connect("amqp://guest:guest@127.0.0.1:5672/", exchange=f"test.stall.{uuid.uuid4().hex}")
+    try:
+        subscription = await bus.subscribe("stall.*")
+
+        class StalledQueue:
+            # The real queue, but the broker never answers the consumer cancel.
+            def __init__(self, queue: object) -> None:
+                self._queue = queue
+
+            async def cancel(self, *args: object, **kwargs: object) -> None:
+                await asyncio.sleep(3600)
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(self._queue, name)
+
+        monkeypatch.setattr(subscription, "_queue", StalledQueue(subscription._queue))
+        started = time.monotonic()
+        await asyncio.wait_for(subscription.close(), 10)
+        assert time.monotonic() - started < 2.0
+        assert subscription._channel.is_closed  # the consumer ends with its channel
+    finally:
+        await bus.close()
