@@ -13,7 +13,6 @@ import asyncpg
 from services.deltamonitor.adapters.records import (
     alert_detail_from_json,
     alert_detail_to_json,
-    alert_id_for,
     live_from_json,
     live_to_json,
     position_from_json,
@@ -22,7 +21,7 @@ from services.deltamonitor.adapters.records import (
     watch_spec_to_json,
 )
 from services.deltamonitor.domain.errors import DatabaseUnavailable, WatchLimitExceeded
-from services.deltamonitor.domain.model import Alert, AlertKind, AlertState, HeldPosition, Severity, Watch, WatchLive
+from services.deltamonitor.domain.model import ALERT_ID_DIGITS, ALERT_ID_PREFIX, Alert, AlertKind, AlertState, HeldPosition, Severity, Watch, WatchLive
 from services.deltamonitor.domain.partitions import fair_share
 from services.deltamonitor.ports import (
     ACKNOWLEDGED_TOPIC,
@@ -107,6 +106,43 @@ MIGRATIONS: tuple[str, ...] = (
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
+
+# Every write of alerts and live states, fenced or not, as one statement (one transaction, one round trip):
+# the fence's lease rows are held FOR SHARE until it commits, so a replica claiming one of them (an UPDATE)
+# waits for the write and then loads state that includes it; nothing is written unless every lease is held.
+# The smallest sequence goes to the first draft; an alert's id is its sequence, zero-padded.
+_WRITE = """
+WITH fence AS (
+    SELECT coalesce(array_agg(l.partition), '{}') AS held
+    FROM (SELECT partition FROM partition_leases
+          WHERE partition = ANY($1::integer[]) AND owner = $2 AND expires_at > clock_timestamp() FOR SHARE) l
+), allowed AS (
+    SELECT cardinality(held) = cardinality($1::integer[]) AS ok FROM fence
+), ids AS (
+    SELECT s.sequence, row_number() OVER (ORDER BY s.sequence) AS ord
+    FROM (SELECT nextval(pg_get_serial_sequence('alerts', 'sequence')) AS sequence
+          FROM generate_series(1, $3) WHERE (SELECT ok FROM allowed)) s
+), a AS (
+    INSERT INTO alerts (sequence, alert_id, user_id, account_number, watch_id, kind, severity, state, raise_time, body)
+    SELECT ids.sequence, $4 || lpad(ids.sequence::text, $5, '0'), d.user_id, d.account_number, d.watch_id, d.kind,
+           d.severity, d.state, d.raise_time, d.body
+    FROM unnest($6::text[], $7::text[], $8::text[], $9::smallint[], $10::smallint[], $11::smallint[],
+                $12::timestamptz[], $13::jsonb[])
+         WITH ORDINALITY AS d(user_id, account_number, watch_id, kind, severity, state, raise_time, body, ord)
+    JOIN ids ON ids.ord = d.ord
+    RETURNING sequence, alert_id
+), o AS (
+    INSERT INTO outbox (topic, message_id, alert_sequence, headers)
+    SELECT $14, alert_id, sequence, $15::jsonb FROM a ORDER BY sequence
+), l AS (
+    UPDATE watches w SET live = x.live, live_generation = x.generation
+    FROM unnest($16::text[], $17::jsonb[], $18::integer[]) AS x(watch_id, live, generation)
+    WHERE w.watch_id = x.watch_id AND (SELECT ok FROM allowed)
+)
+SELECT (SELECT ok FROM allowed) AS ok, (SELECT held FROM fence) AS held,
+       array(SELECT sequence FROM a ORDER BY sequence) AS sequences,
+       array(SELECT alert_id FROM a ORDER BY sequence) AS alert_ids
+"""
 
 class PostgresStore(SchemaStore):
     """The store on PostgreSQL, in its own schema."""
@@ -202,23 +238,8 @@ class PostgresStore(SchemaStore):
         return {r["watch_id"]: (r["live_generation"], live_from_json(json.loads(r["live"]))) for r in rows}
 
     async def save_live(self, states: dict[str, tuple[int, WatchLive]], fence: Fence | None = None) -> None:
-        if not states:
-            return
-        try:
-            async with self.pool.acquire() as connection, connection.transaction():
-                await self._check_fence(connection, fence)
-                await self._save_live(connection, states)
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
-            raise DatabaseUnavailable() from error
-
-    @staticmethod
-    async def _save_live(connection: asyncpg.Connection, states: dict[str, tuple[int, WatchLive]]) -> None:
-        if not states:
-            return
-        await connection.executemany(
-            "UPDATE watches SET live = $2::jsonb, live_generation = $3 WHERE watch_id = $1",
-            [(watch_id, _dumps(live_to_json(live)), generation) for watch_id, (generation, live) in states.items()],
-        )
+        if states:
+            await self.record_alerts([], states, None, fence)
 
     async def save_account(self, account_number: str, positions: Sequence[HeldPosition], inputs: MarketInputs) -> None:
         await self._execute(
@@ -275,46 +296,35 @@ class PostgresStore(SchemaStore):
         headers: Mapping[str, str] | None = None,
         fence: Fence | None = None,
     ) -> list[Alert]:
-        stored: list[Alert] = []
-        kept = _dumps(dict(headers)) if headers else None
-        try:
-            async with self.pool.acquire() as connection, connection.transaction():
-                await self._check_fence(connection, fence)
-                if drafts:
-                    # One round trip for the ids and one for both inserts, however many alerts a tick raised (a
-                    # market gap can move thousands of watches at once).
-                    sequences = sorted(
-                        r[0]
-                        for r in await connection.fetch(
-                            "SELECT nextval(pg_get_serial_sequence('alerts', 'sequence')) FROM generate_series(1, $1)",
-                            len(drafts),
-                        )
-                    )
-                    stored = [replace(d, alert_id=alert_id_for(q), sequence=q) for d, q in zip(drafts, sequences)]
-                    await connection.execute(
-                        "WITH a AS (INSERT INTO alerts (sequence, alert_id, user_id, account_number, watch_id, kind,"
-                        " severity, state, raise_time, body) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[],"
-                        " $4::text[], $5::text[], $6::smallint[], $7::smallint[], $8::smallint[], $9::timestamptz[],"
-                        " $10::jsonb[]) RETURNING sequence, alert_id)"
-                        " INSERT INTO outbox (topic, message_id, alert_sequence, headers)"
-                        " SELECT $11, alert_id, sequence, $12::jsonb FROM a ORDER BY sequence",
-                        sequences,
-                        [a.alert_id for a in stored],
-                        [a.user_id for a in stored],
-                        [a.account_number for a in stored],
-                        [a.watch_id for a in stored],
-                        [int(a.kind) for a in stored],
-                        [int(a.severity) for a in stored],
-                        [int(a.state) for a in stored],
-                        [a.raise_time for a in stored],
-                        [_dumps(alert_detail_to_json(a)) for a in stored],
-                        RAISED_TOPIC,
-                        kept,
-                    )
-                await self._save_live(connection, live)
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
-            raise DatabaseUnavailable() from error
-        return stored
+        # One statement, so one round trip however many alerts a tick raised (a market gap can move thousands of
+        # watches at once): it is its own transaction, and the alert write sits between a tick and the alert's
+        # stream, on an event loop busy with the next ticks, where every round trip waits for a turn.
+        partitions = sorted(fence.partitions) if fence is not None else []
+        row = await self._fetchrow(
+            _WRITE,
+            partitions,
+            fence.owner if fence is not None else "",
+            len(drafts),
+            ALERT_ID_PREFIX,
+            ALERT_ID_DIGITS,
+            [d.user_id for d in drafts],
+            [d.account_number for d in drafts],
+            [d.watch_id for d in drafts],
+            [int(d.kind) for d in drafts],
+            [int(d.severity) for d in drafts],
+            [int(d.state) for d in drafts],
+            [d.raise_time for d in drafts],
+            [_dumps(alert_detail_to_json(d)) for d in drafts],
+            RAISED_TOPIC,
+            _dumps(dict(headers)) if headers else None,
+            list(live),
+            [_dumps(live_to_json(state)) for _, state in live.values()],
+            [generation for generation, _ in live.values()],
+        )
+        assert row is not None
+        if not row["ok"]:
+            raise LeaseLost(frozenset(partitions) - set(row["held"]))
+        return [replace(d, alert_id=i, sequence=q) for d, q, i in zip(drafts, row["sequences"], row["alert_ids"])]
 
     async def get_alert(self, user_id: str, alert_id: str) -> Alert | None:
         row = await self._fetchrow("SELECT * FROM alerts WHERE alert_id = $1 AND user_id = $2", alert_id, user_id)
@@ -397,22 +407,6 @@ class PostgresStore(SchemaStore):
             await self._execute("DELETE FROM outbox WHERE entry_id = ANY($1::bigint[])", list(entry_ids))
 
     # ------------------------------------------------------------------------------------------- leases
-
-    @staticmethod
-    async def _check_fence(connection: asyncpg.Connection, fence: Fence | None) -> None:
-        # FOR SHARE holds the lease rows until this transaction ends: a replica claiming one of them (an UPDATE)
-        # waits for the write to commit, and then loads state that includes it.
-        if fence is None or not fence.partitions:
-            return
-        rows = await connection.fetch(
-            "SELECT partition FROM partition_leases WHERE partition = ANY($1::integer[]) AND owner = $2"
-            " AND expires_at > clock_timestamp() FOR SHARE",
-            sorted(fence.partitions),
-            fence.owner,
-        )
-        lost = fence.partitions - {r["partition"] for r in rows}
-        if lost:
-            raise LeaseLost(frozenset(lost))
 
     async def heartbeat(self, replica_id: str, lease_seconds: float, partitions: int) -> LeaseView:
         try:

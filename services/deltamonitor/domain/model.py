@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 __all__ = [
+    "ALERT_ID_DIGITS",
+    "ALERT_ID_PREFIX",
     "alert_id_for",
     "sequence_of",
     "AccountTarget",
@@ -314,19 +316,20 @@ class Alert:
     sequence: int = 0
 
 
-_ALERT_ID_PREFIX = "alrt_"
+ALERT_ID_PREFIX = "alrt_"
+ALERT_ID_DIGITS = 15
 
 
 def alert_id_for(sequence: int) -> str:
     """The alert id of the ``sequence``-th alert: fixed width, so ids sort in the order raised."""
-    return f"{_ALERT_ID_PREFIX}{sequence:015d}"
+    return f"{ALERT_ID_PREFIX}{sequence:0{ALERT_ID_DIGITS}d}"
 
 
 def sequence_of(alert_id: str) -> int | None:
     """The sequence number encoded in an alert id, or None when it is not one."""
-    if not alert_id.startswith(_ALERT_ID_PREFIX):
+    if not alert_id.startswith(ALERT_ID_PREFIX):
         return None
-    digits = alert_id[len(_ALERT_ID_PREFIX):]
-    if len(digits) != 15 or not digits.isdigit():
+    digits = alert_id[len(ALERT_ID_PREFIX):]
+    if len(digits) != ALERT_ID_DIGITS or not digits.isdigit():
         return None
     return int(digits)
