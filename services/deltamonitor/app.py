@@ -492,9 +492,10 @@ class Monitor:
     async def _write_after(
         self, previous: asyncio.Task[list[Alert]] | None, alerts: list[Alert], rearmed: set[str]
     ) -> list[Alert]:
-        if previous is not None:
+        if previous is not None and not previous.done():
             # Waits without taking on its outcome: its failure is its awaiter's to report, and its unwritten
-            # alerts wait in _unrecorded for this write.
+            # alerts wait in _unrecorded for this write. (Waiting on a finished task would still cost turns of
+            # the event loop, which a busy feed makes long.)
             await asyncio.wait([previous])
         recorded = await self._record(alerts) if alerts or self._unrecorded else []
         if rearmed:

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Generic, Protocol, TypeVar
 
+import orjson
+
 from services.marketdata.domain.book import QuoteBook
 from services.marketdata.domain.conflation import ConflatingBuffer
 from services.marketdata.domain.errors import (
@@ -441,6 +443,8 @@ class MarketDataApp:
         self._active_streams = 0
         self._releases: set[asyncio.Task[None]] = set()
         self._leases: dict[str, tuple[float, bool]] = {}
+        # No lease runs out before this (monotonic) time: the once-a-second check skips the scan until then.
+        self._next_expiry = math.inf
         self._message_seq = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._ending: BaseException | None = None
@@ -683,10 +687,13 @@ class MarketDataApp:
                 await self._acquire(self._greeks_interest([key]))
                 self._follow_greeks([key])
             self._leases[key] = (max(expires, previous[0] if previous else 0.0), wants_greeks or had_greeks)
+            self._next_expiry = min(self._next_expiry, self._leases[key][0])
 
     async def expire_leases(self) -> None:
         """Stop following symbols whose lease has run out."""
         now = self.clock.monotonic()
+        if now < self._next_expiry:
+            return
         for key, (expires, greeks) in list(self._leases.items()):
             if expires > now:
                 continue
@@ -696,6 +703,7 @@ class MarketDataApp:
                 self._unfollow_greeks([key])
                 interest += self._greeks_interest([key])
             await self._release(interest)
+        self._next_expiry = min((expires for expires, _ in self._leases.values()), default=math.inf)
 
     def leased(self) -> set[str]:
         """Symbols followed through interest leases."""
@@ -932,10 +940,11 @@ class MarketDataApp:
             for update in updates:
                 by_topic.setdefault(quote_topic(kind, update.symbol), []).append(update.to_json())
             for topic, items in by_topic.items():
-                payload = json.dumps({"source": self.feed.kind.value, kind: items}, separators=(",", ":"))
+                # orjson: compact like json.dumps(separators=(",", ":")), several times faster on the tick path.
+                payload = orjson.dumps({"source": self.feed.kind.value, kind: items})
                 message_id = f"md-{self.settings.instance_id}-{next(self._message_seq)}"
                 try:
-                    await self.bus.publish(topic, payload.encode(), message_id)
+                    await self.bus.publish(topic, payload, message_id)
                 except BusError as error:
                     self.bus_failures += 1
                     log.warning("tick publish to %s failed: %s", topic, error)

@@ -21,6 +21,7 @@ starts again unevaluated.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -596,10 +597,10 @@ class Book:
                 out[watch_id] = live
         return out
 
-    @property
-    def symbols(self) -> set[str]:
-        """Every symbol whose quotes or Greeks the book uses."""
-        return set(self.underlyings) | set(self._iv_rows)
+    @functools.cached_property
+    def symbols(self) -> frozenset[str]:
+        """Every symbol whose quotes or Greeks the book uses (fixed for the book's life: a change rebuilds it)."""
+        return frozenset(self.underlyings) | frozenset(self._iv_rows)
 
     # ------------------------------------------------------------------------------------------- events
 
