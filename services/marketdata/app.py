@@ -124,8 +124,10 @@ class AppSettings:
         bus_publish_interval: Least seconds between two publishing rounds on the bus (a round sends one message
             per underlying with every quote since the previous round, and starts as soon as one is pending).
         bus_conflate: Publish only the latest update per symbol of each round.
-        history_batch_size: Ticks per history write.
-        history_flush_interval: Seconds after which a partial batch is written.
+        history_batch_size: Most ticks per history write.
+        history_flush_interval: Seconds after which a partial batch is written. Short, so that the database
+            takes the history as an even trickle: batches of 5,000 every 0.5 s delayed the alert writes sharing
+            it (delta monitor benchmark at 5,000 ticks/s).
         history_buffer_limit: Ticks held while the database is slow or down; beyond it the oldest are dropped.
         pinned_symbols: Symbols followed for quotes even with no stream open (published on the bus).
         model_inputs: Rate and dividend yields for the model Greeks.
@@ -141,8 +143,8 @@ class AppSettings:
     cache_flush_interval: float = 0.05
     bus_publish_interval: float = 0.05
     bus_conflate: bool = False
-    history_batch_size: int = 5000
-    history_flush_interval: float = 0.5
+    history_batch_size: int = 500
+    history_flush_interval: float = 0.05
     history_buffer_limit: int = 200_000
     pinned_symbols: tuple[str, ...] = ()
     model_inputs: ModelInputs = field(default_factory=ModelInputs)

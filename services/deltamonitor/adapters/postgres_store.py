@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -37,6 +39,8 @@ from services.deltamonitor.ports import (
 from services.platform.postgres import SchemaStore
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
+
+log = logging.getLogger("tastyplat.deltamonitor.store")
 
 
 # Applied in order at start-up, each once, under an advisory lock (replicas may start together).
@@ -151,6 +155,17 @@ class PostgresStore(SchemaStore):
     DEFAULT_SCHEMA = "deltamonitor"
     UNAVAILABLE = DatabaseUnavailable
     WHAT = "the alert database"
+
+    def __init__(self, dsn: str, **options: Any) -> None:
+        """Configure the store (``start`` connects); options as ``SchemaStore``."""
+        super().__init__(dsn, **options)
+        self._releasing: set[asyncio.Task[None]] = set()
+
+    async def close(self) -> None:
+        """Return the connections still being released, then close the pool."""
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
+        await super().close()
 
     # ------------------------------------------------------------------------------------------- watches
 
@@ -300,31 +315,52 @@ class PostgresStore(SchemaStore):
         # watches at once): it is its own transaction, and the alert write sits between a tick and the alert's
         # stream, on an event loop busy with the next ticks, where every round trip waits for a turn.
         partitions = sorted(fence.partitions) if fence is not None else []
-        row = await self._fetchrow(
-            _WRITE,
-            partitions,
-            fence.owner if fence is not None else "",
-            len(drafts),
-            ALERT_ID_PREFIX,
-            ALERT_ID_DIGITS,
-            [d.user_id for d in drafts],
-            [d.account_number for d in drafts],
-            [d.watch_id for d in drafts],
-            [int(d.kind) for d in drafts],
-            [int(d.severity) for d in drafts],
-            [int(d.state) for d in drafts],
-            [d.raise_time for d in drafts],
-            [_dumps(alert_detail_to_json(d)) for d in drafts],
-            RAISED_TOPIC,
-            _dumps(dict(headers)) if headers else None,
-            list(live),
-            [_dumps(live_to_json(state)) for _, state in live.values()],
-            [generation for generation, _ in live.values()],
-        )
+        try:
+            connection = await self.pool.acquire()
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
+            raise DatabaseUnavailable() from error
+        try:
+            row = await connection.fetchrow(
+                _WRITE,
+                partitions,
+                fence.owner if fence is not None else "",
+                len(drafts),
+                ALERT_ID_PREFIX,
+                ALERT_ID_DIGITS,
+                [d.user_id for d in drafts],
+                [d.account_number for d in drafts],
+                [d.watch_id for d in drafts],
+                [int(d.kind) for d in drafts],
+                [int(d.severity) for d in drafts],
+                [int(d.state) for d in drafts],
+                [d.raise_time for d in drafts],
+                [_dumps(alert_detail_to_json(d)) for d in drafts],
+                RAISED_TOPIC,
+                _dumps(dict(headers)) if headers else None,
+                list(live),
+                [_dumps(live_to_json(state)) for _, state in live.values()],
+                [generation for generation, _ in live.values()],
+            )
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
+            raise DatabaseUnavailable() from error
+        finally:
+            self._release_soon(connection)
         assert row is not None
         if not row["ok"]:
             raise LeaseLost(frozenset(partitions) - set(row["held"]))
         return [replace(d, alert_id=i, sequence=q) for d, q, i in zip(drafts, row["sequences"], row["alert_ids"])]
+
+    def _release_soon(self, connection: asyncpg.Connection) -> None:
+        # The pool resets a connection when it is released (a round trip): the stored alerts go on to their
+        # streams meanwhile, and close() waits for the release.
+        task = asyncio.create_task(self.pool.release(connection))
+        self._releasing.add(task)
+        task.add_done_callback(self._released)
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        self._releasing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("releasing an alert-write connection failed", extra={"error": repr(task.exception())})
 
     async def get_alert(self, user_id: str, alert_id: str) -> Alert | None:
         row = await self._fetchrow("SELECT * FROM alerts WHERE alert_id = $1 AND user_id = $2", alert_id, user_id)

@@ -34,6 +34,7 @@ INTEREST_TOPIC = "marketdata.interest"
 _INTEREST_CHUNK = 1000
 _MAX_WRITES = 64
 _YIELD_SECONDS = 0.0005
+_ALERT_TURNS_SECONDS = 0.005
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 log = logging.getLogger("tastyplat.deltamonitor.ticks")
@@ -126,6 +127,9 @@ class TickConsumer:
         self._instance = uuid.uuid4().hex[:8]
         self._sequence = 0
         self._writes: set[asyncio.Task[Any]] = set()
+        # Until then (perf_counter), the consumer yields after every message: an alert just written is on its
+        # way to its streams (hub, gRPC, the subscriber's read), a few event-loop turns.
+        self._alert_turns_until = 0.0
         self._lag = telemetry.histogram(
             "deltamonitor_tick_lag_seconds",
             "Age of a tick message's newest quote (its source time) when the monitor has applied the message",
@@ -192,6 +196,7 @@ class TickConsumer:
 
     def _written(self, task: asyncio.Task[Any]) -> None:
         self._writes.discard(task)
+        self._alert_turns_until = time.perf_counter() + _ALERT_TURNS_SECONDS
         if not task.cancelled() and (error := task.exception()) is not None:
             # The monitor keeps the unwritten alerts and writes them with the next tick or flush.
             log.error("alert write failed", exc_info=error)
@@ -227,9 +232,9 @@ class TickConsumer:
             # Taking a ready message does not yield to the event loop, so without this a backlog of ticks runs
             # to its end before an alert's next step (database round trip, outbox relay, stream) gets a turn.
             # Yielding after every message (measured with 10,000 positions at 5,000 ticks/s: alert p50 20 ->
-            # 10 ms) costs an event-loop turn per message: that is done while an alert is being written, and
-            # otherwise once per _YIELD_SECONDS of work.
+            # 10 ms) costs an event-loop turn per message: that is done while an alert is being written and
+            # streamed, and otherwise once per _YIELD_SECONDS of work.
             now = time.perf_counter()
-            if self._writes or now - turn_started >= _YIELD_SECONDS:
+            if self._writes or now < self._alert_turns_until or now - turn_started >= _YIELD_SECONDS:
                 await asyncio.sleep(0)
                 turn_started = time.perf_counter()
