@@ -602,6 +602,8 @@ class Monitor:
     def _changed_live(self, watches: Iterable[Watch]) -> dict[str, tuple[int, WatchLive]]:
         # The live states of ``watches`` whose state-machine values differ from what was last persisted.
         changed: dict[str, tuple[int, WatchLive]] = {}
+        watches = list(watches)
+        self.book.refresh_forecasts(w.watch_id for w in watches)
         for watch in watches:
             live = self.book.live_state(watch.watch_id)
             if live is not None and self._saved.get(watch.watch_id) != self._key(watch.generation, live):
@@ -842,6 +844,7 @@ class DeltaMonitorApp:
 
     async def _views(self, watches: Sequence[Watch]) -> list[WatchView]:
         # With leases another replica may evaluate these watches: show the live state it last persisted.
+        self.monitor.book.refresh_forecasts(w.watch_id for w in watches)
         elsewhere = [w.watch_id for w in watches if self.monitor.live_state(w.watch_id) is None]
         stored = await self.store.load_live(elsewhere) if elsewhere and self.keeper is not None else {}
         views = []

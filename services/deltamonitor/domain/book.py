@@ -538,13 +538,25 @@ class Book:
 
     # ------------------------------------------------------------------------------------------- queries
 
-    def _forecasts(self) -> None:
-        # Bring w_ttb_days up to date for every watch evaluated since its forecast was last computed, in one
-        # vectorised pass (a flush reads every watch; a page of watches reads many): armed watches get the
-        # forecast of their last evaluation, others none, exactly as if it had been computed at that tick.
-        # The state now is the state of that evaluation: only NO_DATA evaluations, which never move a watch,
-        # follow it without marking it.
-        stale = np.flatnonzero(self.w_forecast_stale)
+    def refresh_forecasts(self, watch_ids: Iterable[str] | None = None) -> None:
+        """Bring the time-to-breach forecasts of ``watch_ids`` (default: every watch) up to date in one pass.
+
+        ``live_state`` computes a stale forecast itself; a caller about to read many watches calls this first.
+        """
+        if watch_ids is None:
+            self._forecasts(None)
+            return
+        index = self._watch_index
+        self._forecasts(np.fromiter((index[w] for w in watch_ids if w in index), dtype=np.int64))
+
+    def _forecasts(self, among: npt.NDArray[np.int64] | None) -> None:
+        # Bring w_ttb_days up to date for the watches (``among``, else all) evaluated since their forecast was
+        # last computed, in one vectorised pass (the forecast is elementwise, so a subset gets the same values):
+        # armed watches get the forecast of their last evaluation, others none, exactly as if it had been
+        # computed at that tick. The state now is the state of that evaluation: only NO_DATA evaluations, which
+        # never move a watch, follow it without marking it. An alert's write reads a few watches: computing
+        # every stale forecast of a 10,000-watch book there held the event loop ~2 ms.
+        stale = np.flatnonzero(self.w_forecast_stale) if among is None else among[self.w_forecast_stale[among]]
         if not len(stale):
             return
         ttb = analytics.time_to_breach_days(
@@ -567,7 +579,7 @@ class Book:
         if wi is None:
             return None
         if self.w_forecast_stale[wi]:
-            self._forecasts()
+            self._forecasts(np.array([wi], dtype=np.int64))
         ttb = self.w_ttb_days[wi]
         return WatchLive(
             state=WatchState(int(self.w_state[wi])),
@@ -582,6 +594,7 @@ class Book:
 
     def export_live(self) -> LiveState:
         """The live state of every watch, to carry into a rebuilt book."""
+        self._forecasts(None)
         for watch in self.watches:
             live = self.live_state(watch.watch_id)
             assert live is not None
@@ -591,6 +604,8 @@ class Book:
     def snapshot_live(self, watch_ids: Iterable[str]) -> dict[str, WatchLive]:
         """Live states of the named watches (for persistence), refreshing ``LiveState``."""
         out: dict[str, WatchLive] = {}
+        watch_ids = list(watch_ids)
+        self.refresh_forecasts(watch_ids)
         for watch_id in watch_ids:
             live = self.live_state(watch_id)
             if live is not None:

@@ -111,3 +111,20 @@ def test_snapshot_and_export_carry_the_forecast_of_live_state() -> None:
     for watch_id in ("a", "b"):
         assert snapshot[watch_id].time_to_breach is not None
         assert snapshot[watch_id] == exported[watch_id][1] == b.live_state(watch_id)
+
+
+def test_reading_one_watch_computes_its_forecast_only_and_the_same_value_as_a_full_pass() -> None:
+    # An alert's write reads the watches it touches; the other watches' forecasts wait for their own reads.
+    watches = [watch(StaticBand(100.0, 450.0), watch_id="u"),
+               watch(StaticBand(300.0, 650.0), watch_id="p", target=PositionTarget(OPTION)),
+               watch(StaticBand(60000.0, 220000.0), watch_id="d", metric=Metric.DOLLARS)]
+    one = book(watches, [call_position(), shares(-200)])
+    full = book(watches, [call_position(), shares(-200)])
+    for b in (one, full):
+        b.on_quote("SPY", 471.5, NOW)
+    assert _days(one, "p") is not None
+    stale = {w.watch_id: bool(one.w_forecast_stale[one._watch_index[w.watch_id]]) for w in watches}
+    assert stale == {"u": True, "p": False, "d": True}
+    full.refresh_forecasts()
+    assert not full.w_forecast_stale.any()
+    assert {w.watch_id: _days(one, w.watch_id) for w in watches} == {w.watch_id: _days(full, w.watch_id) for w in watches}
