@@ -23,7 +23,17 @@ from services.deltamonitor.adapters.records import (
     watch_spec_to_json,
 )
 from services.deltamonitor.domain.errors import DatabaseUnavailable, WatchLimitExceeded
-from services.deltamonitor.domain.model import ALERT_ID_DIGITS, ALERT_ID_PREFIX, Alert, AlertKind, AlertState, HeldPosition, Severity, Watch, WatchLive
+from services.deltamonitor.domain.model import (
+    ALERT_ID_DIGITS,
+    ALERT_ID_PREFIX,
+    Alert,
+    AlertKind,
+    AlertState,
+    HeldPosition,
+    Severity,
+    Watch,
+    WatchLive,
+)
 from services.deltamonitor.domain.partitions import fair_share
 from services.deltamonitor.ports import (
     ACKNOWLEDGED_TOPIC,
@@ -147,6 +157,7 @@ SELECT (SELECT ok FROM allowed) AS ok, (SELECT held FROM fence) AS held,
        array(SELECT sequence FROM a ORDER BY sequence) AS sequences,
        array(SELECT alert_id FROM a ORDER BY sequence) AS alert_ids
 """
+
 
 class PostgresStore(SchemaStore):
     """The store on PostgreSQL, in its own schema."""
