@@ -313,19 +313,27 @@ class _MemoryQueue:
         self.ready: collections.deque[_Envelope] = collections.deque()
         self.patterns: set[str] = set()
         self.changed = asyncio.Condition()
+        # Consumers waiting on ``changed``: with none, a change needs no lock and no notification (the tick path
+        # puts and acknowledges thousands of messages a second).
+        self.waiting = 0
         self.consumers = 0
         self.max_length: int | None = None
 
     async def put(self, envelope: _Envelope, *, front: bool = False) -> None:
-        async with self.changed:
-            if front:
-                self.ready.appendleft(envelope)
-            else:
-                self.ready.append(envelope)
-                if self.max_length is not None:
-                    while len(self.ready) > self.max_length:
-                        self.ready.popleft()  # drop-head, as RabbitMQ's x-overflow=drop-head
-            self.changed.notify_all()
+        if front:
+            self.ready.appendleft(envelope)
+        else:
+            self.ready.append(envelope)
+            if self.max_length is not None:
+                while len(self.ready) > self.max_length:
+                    self.ready.popleft()  # drop-head, as RabbitMQ's x-overflow=drop-head
+        await self.notify()
+
+    async def notify(self) -> None:
+        """Wake the consumers waiting for a change, if any."""
+        if self.waiting:
+            async with self.changed:
+                self.changed.notify_all()
 
 
 class _MemorySubscription:
@@ -345,13 +353,19 @@ class _MemorySubscription:
     async def __anext__(self) -> Delivery:
         while True:
             queue = self._queue
-            async with queue.changed:
-                await queue.changed.wait_for(
-                    lambda: self._closed or (bool(queue.ready) and len(self._unacked) < self._prefetch)
-                )
-                if self._closed:
-                    raise StopAsyncIteration
-                envelope = queue.ready.popleft()
+            # Without a suspension between this check and the pop, no other task can take the message.
+            if not (self._closed or (queue.ready and len(self._unacked) < self._prefetch)):
+                queue.waiting += 1
+                try:
+                    async with queue.changed:
+                        await queue.changed.wait_for(
+                            lambda: self._closed or (bool(queue.ready) and len(self._unacked) < self._prefetch)
+                        )
+                finally:
+                    queue.waiting -= 1
+            if self._closed:
+                raise StopAsyncIteration
+            envelope = queue.ready.popleft()
             envelope.delivery_count += 1
             self._next_tag += 1
             tag = self._next_tag
@@ -375,8 +389,7 @@ class _MemorySubscription:
         envelope = self._unacked.pop(tag, None)
         if envelope is not None:
             self._seen.add(envelope.message_id)
-        async with self._queue.changed:
-            self._queue.changed.notify_all()
+        await self._queue.notify()
 
     async def _reject(self, tag: int, requeue: bool) -> None:
         envelope = self._unacked.pop(tag, None)
@@ -389,8 +402,7 @@ class _MemorySubscription:
         elif queue.dead is not None:
             await queue.dead.put(_Envelope(envelope.topic, envelope.payload, envelope.message_id, headers=envelope.headers))
         else:
-            async with queue.changed:
-                queue.changed.notify_all()
+            await queue.notify()
 
     async def close(self) -> None:
         if self._closed:
@@ -402,8 +414,7 @@ class _MemorySubscription:
         for envelope in reversed(list(self._unacked.values())):
             queue.ready.appendleft(envelope)
         self._unacked.clear()
-        async with queue.changed:
-            queue.changed.notify_all()
+        await queue.notify()
         self._bus._subscription_closed(self, queue)
 
     async def __aenter__(self) -> Self:
