@@ -54,6 +54,7 @@ __all__ = [
 
 DEFAULT_DELIVERY_LIMIT = 20
 DEFAULT_DEDUPE_WINDOW = 10_000
+_ROUTES_KEPT = 10_000
 # Bound on each broker round trip of closing a subscription: a stalled broker must not hang the caller (the
 # channel's close, or the connection's, releases the consumer anyway).
 CLOSE_STEP_SECONDS = 5.0
@@ -76,8 +77,14 @@ class BusClosed(BusError):
     """The bus or the subscription has been closed."""
 
 
+@functools.lru_cache(maxsize=65536)
+def _valid_topic(topic: str) -> bool:
+    # Cached: a publisher sends to the same few thousand topics over and over.
+    return bool(topic) and all(_TOPIC_WORD.match(word) for word in topic.split("."))
+
+
 def _check_topic(topic: str) -> None:
-    if not topic or not all(_TOPIC_WORD.match(word) for word in topic.split(".")):
+    if not _valid_topic(topic):
         raise ValueError(f"invalid topic {topic!r}: dot-separated words without '*', '#' or spaces")
 
 
@@ -435,6 +442,8 @@ class InProcessBus:
     ) -> None:
         self._queues: dict[str, _MemoryQueue] = {}
         self._bindings: list[tuple[re.Pattern[str], _MemoryQueue]] = []
+        # The queues each topic routes to, until the bindings change (bounded: cleared when it is full).
+        self._routes: dict[str, list[_MemoryQueue]] = {}
         self._subscriptions: set[_MemorySubscription] = set()
         self._delivery_limit = delivery_limit
         self._dedupe_window = dedupe_window
@@ -457,15 +466,24 @@ class InProcessBus:
             raise ValueError("message_id must not be empty")
         _check_headers(headers)
         with telemetry.publish_span(topic, headers) as sent:
-            dotted = "." + topic
-            targets = {id(queue): queue for regex, queue in self._bindings if regex.match(dotted)}
+            targets = self._route(topic)
             if not targets:
                 if mandatory:
                     raise Unroutable(f"no queue is bound to a pattern matching {topic!r}")
                 return
-            for queue in targets.values():
+            for queue in targets:
                 await queue.put(_Envelope(topic, bytes(payload), message_id, headers=sent or None))
         telemetry.count_published(topic)
+
+    def _route(self, topic: str) -> list[_MemoryQueue]:
+        targets = self._routes.get(topic)
+        if targets is None:
+            dotted = "." + topic
+            targets = list({id(queue): queue for regex, queue in self._bindings if regex.match(dotted)}.values())
+            if len(self._routes) >= _ROUTES_KEPT:
+                self._routes.clear()
+            self._routes[topic] = targets
+        return targets
 
     async def subscribe(
         self,
@@ -494,6 +512,7 @@ class InProcessBus:
             if pattern not in target.patterns:
                 target.patterns.add(pattern)
                 self._bindings.append((_pattern_regex(pattern), target))
+                self._routes.clear()
         subscription = _MemorySubscription(self, target, prefetch, self._dedupe_window)
         self._subscriptions.add(subscription)
         return subscription
@@ -520,11 +539,13 @@ class InProcessBus:
         self._subscriptions.discard(subscription)
         if not queue.durable and queue.consumers == 0:
             self._bindings = [(regex, q) for regex, q in self._bindings if q is not queue]
+            self._routes.clear()
 
     async def delete_queue(self, queue: str) -> None:
         target = self._queues.pop(queue, None)
         if target is not None:
             self._bindings = [(regex, q) for regex, q in self._bindings if q is not target]
+            self._routes.clear()
 
     async def close(self) -> None:
         for subscription in list(self._subscriptions):

@@ -185,6 +185,22 @@ async def test_non_mandatory_publish_without_matching_queue_is_accepted(bus: Mes
     await bus.publish("nobody.listens", b"x", "m-1")
 
 
+async def test_routes_follow_subscriptions_made_and_closed_between_publishes(bus: MessageBus) -> None:
+    # A topic published to before anyone listened, then with a subscriber, then after it left.
+    await bus.publish("routes.SPY", b"early", "m-1")
+    async with await bus.subscribe("routes.*") as first:
+        await bus.publish("routes.SPY", b"x", "m-2")
+        assert (await _next(first)).message_id == "m-2"
+        async with await bus.subscribe("routes.SPY") as second:
+            await bus.publish("routes.SPY", b"y", "m-3")
+            assert (await _next(first)).message_id == "m-3"
+            assert (await _next(second)).message_id == "m-3"
+        await bus.publish("routes.SPY", b"z", "m-4")
+        assert (await _next(first)).message_id == "m-4"
+    with pytest.raises(Unroutable):
+        await bus.publish("routes.SPY", b"late", "m-5", mandatory=True)
+
+
 async def test_prefetch_limits_unacked_deliveries(bus: MessageBus) -> None:
     name = _queue_name(bus)
     async with await bus.subscribe("pf.*", queue=name, prefetch=2) as subscription:
