@@ -316,10 +316,12 @@ def test_implied_volatility_array_american_statuses() -> None:
 def test_array_loops_release_the_gil(which: str) -> None:
     # With a huge switch interval the interpreter never takes the GIL away from the main thread, so a
     # second Python thread can run between the two counter reads only if the kernel itself released it.
+    # The kernel runs on one thread (and long enough: 20,000 American puts take ~25 ms) so that the second
+    # core is free for that Python thread: with both cores in OpenMP a 2,000-put call ended before it ran.
     import threading
     import time
 
-    n = 400_000 if which != "american" else 2_000
+    n = 400_000 if which != "american" else 20_000
     ones = np.ones(n)
     counter = [0]
     stop = threading.Event()
@@ -331,6 +333,8 @@ def test_array_loops_release_the_gil(which: str) -> None:
                 time.sleep(0)  # lets the main thread back in between kernel calls
 
     previous = sys.getswitchinterval()
+    threads = core_ext.get_threads()
+    core_ext.set_threads(1)
     sys.setswitchinterval(100.0)
     th = threading.Thread(target=spin)
     try:
@@ -348,6 +352,7 @@ def test_array_loops_release_the_gil(which: str) -> None:
     finally:
         stop.set()
         sys.setswitchinterval(previous)
+        core_ext.set_threads(threads)
         th.join()
     assert after > before
 
