@@ -601,14 +601,14 @@ class Monitor:
 
     def _changed_live(self, watches: Iterable[Watch]) -> dict[str, tuple[int, WatchLive]]:
         # The live states of ``watches`` whose state-machine values differ from what was last persisted.
-        changed: dict[str, tuple[int, WatchLive]] = {}
         watches = list(watches)
-        self.book.refresh_forecasts(w.watch_id for w in watches)
-        for watch in watches:
-            live = self.book.live_state(watch.watch_id)
-            if live is not None and self._saved.get(watch.watch_id) != self._key(watch.generation, live):
-                changed[watch.watch_id] = (watch.generation, live)
-        return changed
+        lives = self.book.snapshot_live(w.watch_id for w in watches)
+        return {
+            w.watch_id: (w.generation, live)
+            for w in watches
+            if (live := lives.get(w.watch_id)) is not None
+            and self._saved.get(w.watch_id) != self._key(w.generation, live)
+        }
 
 
 class DeltaMonitorApp:

@@ -328,34 +328,32 @@ class PostgresStore(SchemaStore):
         partitions = sorted(fence.partitions) if fence is not None else []
         try:
             connection = await self.pool.acquire()
+            try:
+                row = await connection.fetchrow(
+                    _WRITE,
+                    partitions,
+                    fence.owner if fence is not None else "",
+                    len(drafts),
+                    ALERT_ID_PREFIX,
+                    ALERT_ID_DIGITS,
+                    [d.user_id for d in drafts],
+                    [d.account_number for d in drafts],
+                    [d.watch_id for d in drafts],
+                    [int(d.kind) for d in drafts],
+                    [int(d.severity) for d in drafts],
+                    [int(d.state) for d in drafts],
+                    [d.raise_time for d in drafts],
+                    [_dumps(alert_detail_to_json(d)) for d in drafts],
+                    RAISED_TOPIC,
+                    _dumps(dict(headers)) if headers else None,
+                    list(live),
+                    [_dumps(live_to_json(state)) for _, state in live.values()],
+                    [generation for generation, _ in live.values()],
+                )
+            finally:
+                self._release_soon(connection)
         except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
             raise DatabaseUnavailable() from error
-        try:
-            row = await connection.fetchrow(
-                _WRITE,
-                partitions,
-                fence.owner if fence is not None else "",
-                len(drafts),
-                ALERT_ID_PREFIX,
-                ALERT_ID_DIGITS,
-                [d.user_id for d in drafts],
-                [d.account_number for d in drafts],
-                [d.watch_id for d in drafts],
-                [int(d.kind) for d in drafts],
-                [int(d.severity) for d in drafts],
-                [int(d.state) for d in drafts],
-                [d.raise_time for d in drafts],
-                [_dumps(alert_detail_to_json(d)) for d in drafts],
-                RAISED_TOPIC,
-                _dumps(dict(headers)) if headers else None,
-                list(live),
-                [_dumps(live_to_json(state)) for _, state in live.values()],
-                [generation for generation, _ in live.values()],
-            )
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as error:
-            raise DatabaseUnavailable() from error
-        finally:
-            self._release_soon(connection)
         assert row is not None
         if not row["ok"]:
             raise LeaseLost(frozenset(partitions) - set(row["held"]))
