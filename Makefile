@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-SOURCES := pyproject.toml setup.py $(shell find proto third_party core_ext -name '*.proto' -o -name '*.pyx' -o -name '*.pxd' 2>/dev/null)
+SOURCES := pyproject.toml setup.py $(shell find proto third_party core_ext services -name '*.proto' -o -name '*.pyx' -o -name '*.pxd' 2>/dev/null)
 
 .PHONY: certs run test install lint-proto breaking-proto backends pytest bench run-distributed clean dashboard dashboard-test
 
@@ -73,4 +73,4 @@ bench: install backends
 	PYTHONPATH=. $(PY) benchmarks/portfolio/bench_portfolio.py
 
 clean:
-	rm -rf $(VENV) build gen *.egg-info core_ext/*.so core_ext/_bsm.c dashboard/dist dashboard/node_modules
+	rm -rf $(VENV) build gen *.egg-info core_ext/*.so core_ext/_bsm.c services/deltamonitor/domain/_book_kernel.c services/deltamonitor/domain/_book_kernel*.so dashboard/dist dashboard/node_modules

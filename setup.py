@@ -38,7 +38,13 @@ extensions = cythonize(
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
             extra_compile_args=CORE_EXT_COMPILE_ARGS,
             extra_link_args=CORE_EXT_LINK_ARGS,
-        )
+        ),
+        # The delta monitor book's per-tick steps (plain loops: no OpenMP, no SIMD maths).
+        Extension(
+            "services.deltamonitor.domain._book_kernel",
+            ["services/deltamonitor/domain/_book_kernel.pyx"],
+            extra_compile_args=["-O3", f"-march={MARCH}"],
+        ),
     ],
     compiler_directives={"language_level": "3", "embedsignature": True},
 )

@@ -137,6 +137,18 @@ def greeks_array(
     dividend_yield: _FloatIn,
     style: _Style = "european",
 ) -> GreeksArray: ...
+def greeks_into(
+    is_call: _BoolIn,
+    spot: _FloatIn,
+    strike: _FloatIn,
+    expiry_years: _FloatIn,
+    volatility: _FloatIn,
+    rate: _FloatIn,
+    dividend_yield: _FloatIn,
+    out: _F64,
+    status: npt.NDArray[np.int8] | None = None,
+    style: _Style = "european",
+) -> None: ...
 def implied_volatility_array(
     is_call: _BoolIn,
     price: _FloatIn,

@@ -1829,6 +1829,71 @@ def greeks_array(is_call, spot, strike, expiry_years, volatility, rate, dividend
     return GreeksArray(out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7], status)
 
 
+def greeks_into(is_call, spot, strike, expiry_years, volatility, rate, dividend_yield, out, status=None,
+                style="european"):
+    """greeks_array() written into arrays the caller owns: nothing is allocated for the outputs.
+
+    For a caller that prices the same options again and again (a book re-priced on every tick): the outputs
+    can be views into its own columns.
+
+    Args:
+        is_call, spot, strike, expiry_years, volatility, rate, dividend_yield, style: As for greeks_array().
+        out: Writable float64 array of shape (8, n) whose last axis is contiguous (rows may be strided, e.g.
+            a column slice of a wider array), receiving price, delta, gamma, vega, theta, rho, vanna and
+            charm (the order of GreeksArray's fields); every output of an option that is not OK is NaN.
+        status: Optional writable, contiguous int8 array of length n receiving the Status codes.
+
+    Raises:
+        ValueError: Unknown style, lengths that differ (out's second axis included), or an out array of
+            another shape or layout.
+        TypeError: is_call is not boolean, a numeric input cannot be converted to float64, or out / status
+            has another dtype.
+    """
+    cdef int stl = _parse_style(style)
+    names = ["is_call", "spot", "strike", "expiry_years", "volatility", "rate", "dividend_yield"]
+    arrays = _broadcast(names, [_as_bool_array(is_call), _as_float_array("spot", spot),
+                                _as_float_array("strike", strike), _as_float_array("expiry_years", expiry_years),
+                                _as_float_array("volatility", volatility), _as_float_array("rate", rate),
+                                _as_float_array("dividend_yield", dividend_yield)])
+    cdef const uint8_t[::1] ic = arrays[0]
+    cdef const double[::1] S = arrays[1]
+    cdef const double[::1] K = arrays[2]
+    cdef const double[::1] T = arrays[3]
+    cdef const double[::1] V = arrays[4]
+    cdef const double[::1] R = arrays[5]
+    cdef const double[::1] Q = arrays[6]
+    cdef Py_ssize_t n = S.shape[0]
+    if not isinstance(out, np.ndarray) or out.dtype != np.float64:
+        raise TypeError("out must be a float64 NumPy array")
+    if out.ndim != 2 or out.shape[0] != 8 or out.shape[1] != n:
+        raise ValueError(f"out must have shape (8, {n}), got {out.shape}")
+    if n > 1 and out.strides[1] != sizeof(double):
+        raise ValueError("out's last axis must be contiguous")
+    cdef double[:, :] O = out
+    cdef int8_t[::1] st
+    cdef int8_t* st_ptr
+    if status is None:
+        scratch = np.empty(n, dtype=np.int8)
+        st = scratch
+    else:
+        if not isinstance(status, np.ndarray) or status.dtype != np.int8:
+            raise TypeError("status must be an int8 NumPy array")
+        if status.ndim != 1 or status.shape[0] != n:
+            raise ValueError(f"status must have shape ({n},), got {status.shape}")
+        st = status
+    cdef double* outs[8]
+    cdef int j
+    if n > 0:
+        for j in range(8):
+            outs[j] = &O[j, 0]
+        st_ptr = &st[0]
+        with nogil:
+            if stl == STYLE_EUROPEAN:
+                _greeks_european_kernel(n, &ic[0], &S[0], &K[0], &T[0], &V[0], &R[0], &Q[0], outs, st_ptr)
+            else:
+                _greeks_american_kernel(n, &ic[0], &S[0], &K[0], &T[0], &V[0], &R[0], &Q[0], outs, st_ptr)
+
+
 cdef tuple _iv_array(is_call, price, spot, strike, expiry_years, rate, dividend_yield, style, bint want_iterations):
     cdef int stl = _parse_style(style)
     names = ["is_call", "price", "spot", "strike", "expiry_years", "rate", "dividend_yield"]

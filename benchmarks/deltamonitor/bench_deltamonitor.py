@@ -199,7 +199,7 @@ async def run(
     clock = SystemClock()
     bus = InProcessBus()
     pricer = CoreExtPricer()
-    core_ext = Timed(pricer, "greeks")  # the time spent inside core_ext
+    core_ext = Timed(pricer, "greeks_into")  # the time spent inside core_ext
     broker = InMemoryBroker()
     assembly = assemble(
         settings=AppSettings(heartbeat_seconds=5.0, stale_check_seconds=3600.0, live_flush_seconds=3600.0,

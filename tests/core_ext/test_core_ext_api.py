@@ -21,6 +21,7 @@ from core_ext import (
     Status,
     greeks,
     greeks_array,
+    greeks_into,
     implied_volatility,
     implied_volatility_array,
 )
@@ -40,6 +41,7 @@ def test_public_names_are_exported() -> None:
         "get_threads",
         "greeks",
         "greeks_array",
+        "greeks_into",
         "implied_volatility",
         "implied_volatility_array",
         "set_threads",
@@ -230,6 +232,47 @@ def test_greeks_array_matches_scalar_greeks_and_broadcasts() -> None:
             assert got.dtype == np.float64
             # The array loop runs glibc's SIMD maths, the scalar call the scalar libm: same maths, a few ulps.
             assert got == pytest.approx(want, rel=1e-13, abs=1e-15), f
+
+
+@pytest.mark.parametrize("style", ["european", "american"])
+def test_greeks_into_writes_what_greeks_array_returns_into_a_column_slice(style: str) -> None:
+    rng = np.random.default_rng(7)
+    n = 300
+    spot = rng.uniform(50, 150, n)
+    strike = rng.uniform(50, 150, n)
+    t = rng.uniform(0.01, 2, n)
+    t[5] = 0.0  # expiring now
+    vol = rng.uniform(0.05, 1.0, n)
+    vol[9] = math.nan  # invalid: NaN with INVALID_INPUT
+    is_call = rng.random(n) < 0.5
+    want = greeks_array(is_call, spot, strike, t, vol, 0.03, 0.01, style=style)  # type: ignore[arg-type]
+    # A column slice of a wider array (strided rows, contiguous columns), as a book's columns are.
+    wide = np.full((8, n + 20), -7.0)
+    status = np.full(n, 99, dtype=np.int8)
+    greeks_into(is_call, spot, strike, t, vol, 0.03, 0.01, wide[:, 10 : 10 + n], status, style=style)  # type: ignore[arg-type]
+    for row, field in enumerate(FIELDS):
+        np.testing.assert_array_equal(wide[row, 10 : 10 + n], getattr(want, field), err_msg=field)
+    np.testing.assert_array_equal(status, want.status)
+    assert status[9] == Status.INVALID_INPUT and math.isnan(wide[1, 19])
+    assert (wide[:, :10] == -7.0).all() and (wide[:, 10 + n :] == -7.0).all()  # nothing written outside
+
+
+def test_greeks_into_rejects_outputs_of_the_wrong_shape_dtype_or_layout() -> None:
+    args = (np.array([True, False]), 100.0, np.array([90.0, 110.0]), 0.5, 0.2, 0.0, 0.0)
+    with pytest.raises(ValueError, match="shape"):
+        greeks_into(*args, np.empty((8, 3)))
+    with pytest.raises(ValueError, match="shape"):
+        greeks_into(*args, np.empty((6, 2)))
+    with pytest.raises(TypeError, match="float64"):
+        greeks_into(*args, np.empty((8, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match="contiguous"):
+        greeks_into(*args, np.empty((2, 8)).T)
+    with pytest.raises(TypeError, match="int8"):
+        greeks_into(*args, np.empty((8, 2)), np.empty(2, dtype=np.int64))
+    with pytest.raises(ValueError, match="status"):
+        greeks_into(*args, np.empty((8, 2)), np.empty(3, dtype=np.int8))
+    with pytest.raises(ValueError, match="style"):
+        greeks_into(*args, np.empty((8, 2)), style="asian")  # type: ignore[arg-type]
 
 
 def test_greeks_array_all_scalars_gives_length_one() -> None:

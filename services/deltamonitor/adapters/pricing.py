@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from services.deltamonitor.domain.pricing import GreeksArrays
+from services.deltamonitor.domain.pricing import GREEK_ROWS, GreeksArrays
 
 __all__ = ["CoreExtPricer", "NumpyBlackScholesPricer", "make_pricer"]
 
@@ -35,6 +35,7 @@ class CoreExtPricer:
         if function is None:
             raise RuntimeError("core_ext.greeks_array is missing: build the extension (setup.py build_ext --inplace)")
         self._greeks_array = function
+        self._greeks_into = core_ext.greeks_into
         self._styles = self._style_values(core_ext)
         self._ok = self._ok_value(core_ext)
 
@@ -82,6 +83,25 @@ class CoreExtPricer:
             vanna=result.vanna,
             charm=result.charm,
             ok=result.status == self._ok,
+        )
+
+    def greeks_into(
+        self,
+        *,
+        is_call: npt.NDArray[np.bool_],
+        spot: F64,
+        strike: F64,
+        expiry_years: F64,
+        volatility: F64,
+        rate: F64,
+        dividend_yield: F64,
+        american: bool,
+        out: F64,
+    ) -> None:
+        """Price every element into ``out`` in one core_ext call (its row order is GREEK_ROWS)."""
+        self._greeks_into(
+            is_call, spot, strike, expiry_years, volatility, rate, dividend_yield, out,
+            style=self._styles[1] if american else self._styles[0],
         )
 
 
@@ -148,6 +168,28 @@ class NumpyBlackScholesPricer:
             charm=np.where(ok, charm, nan),
             ok=ok,
         )
+
+
+    def greeks_into(
+        self,
+        *,
+        is_call: npt.NDArray[np.bool_],
+        spot: F64,
+        strike: F64,
+        expiry_years: F64,
+        volatility: F64,
+        rate: F64,
+        dividend_yield: F64,
+        american: bool,
+        out: F64,
+    ) -> None:
+        """``greeks`` written into ``out`` (rows GREEK_ROWS); price and rho, which this pricer does not compute, are NaN."""
+        g = self.greeks(
+            is_call=is_call, spot=spot, strike=strike, expiry_years=expiry_years, volatility=volatility, rate=rate,
+            dividend_yield=dividend_yield, american=american,
+        )
+        for row, name in enumerate(GREEK_ROWS):
+            out[row] = getattr(g, name, np.nan)
 
 
 def make_pricer(name: str) -> CoreExtPricer | NumpyBlackScholesPricer:

@@ -36,6 +36,7 @@ __all__ = [
     "STALE_TRANSITIONS",
     "Freshness",
     "Zone",
+    "breach_lookups",
     "breach_moves",
     "breach_step",
     "classify_zones",
@@ -240,6 +241,12 @@ def breach_moves(
     """
     index = _breach_index(state, zone, cooldown_over)
     return _BREACH_NEXT.take(index), _BREACH_ALERT.take(index), _BREACH_REARM.take(index)
+
+
+def breach_lookups() -> tuple[npt.NDArray[np.int8], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """``BREACH_TRANSITIONS`` as read-only lookups (next state, raises an alert, re-arms), one entry per
+    (state, zone, cooldown over) at ((state x len(Zone)) + zone) x 2 + cooldown over: for the compiled step."""
+    return _BREACH_NEXT, _BREACH_ALERT, _BREACH_REARM
 
 
 def stale_step(

@@ -31,7 +31,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from services.deltamonitor.domain import alerting, analytics
+from services.deltamonitor.domain import _book_kernel, alerting, analytics
 from services.deltamonitor.domain.model import (
     DEFAULT_BENCHMARK,
     AdaptiveBand,
@@ -52,7 +52,7 @@ from services.deltamonitor.domain.model import (
     WatchLive,
     WatchState,
 )
-from services.deltamonitor.domain.pricing import Pricer
+from services.deltamonitor.domain.pricing import GREEK_ROWS, Pricer
 
 __all__ = ["Book", "BookSettings", "Evaluation", "LiveState", "MarketState", "position_matches"]
 
@@ -61,8 +61,10 @@ I64 = npt.NDArray[np.int64]
 
 _SECONDS_PER_YEAR = analytics.DAYS_PER_YEAR * 86400.0
 _BAND_STATIC, _BAND_EXPECTED_MOVE, _BAND_WW = 0, 1, 2
-_G_DELTA, _G_GAMMA, _G_CHARM, _G_VANNA, _G_THETA, _G_VEGA = range(6)
-_G_ROWS = 6
+_G_DELTA, _G_GAMMA, _G_CHARM, _G_VANNA, _G_THETA, _G_VEGA = (
+    GREEK_ROWS.index(name) for name in ("delta", "gamma", "charm", "vanna", "theta", "vega")
+)
+_G_ROWS = len(GREEK_ROWS)
 _QUANTITIES = 5
 _ARMED = int(WatchState.ARMED)
 _NO_DATA = int(alerting.Zone.NO_DATA)
@@ -159,10 +161,8 @@ class _Affected:
     pair_local: I64
     pair_position: I64
     pair_metric: I64
-    # Per-tick gathers computed once: flat indices into the (5, 3, n) contributions (quantity, metric,
-    # position) of every pair for the five summed quantities, and the bincount bins (quantity x watch).
-    gather: I64
-    bins: I64
+    # The five summed quantities of the affected watches, (quantity, watch), rewritten by every tick.
+    sums: F64
     # Affected watches with a benchmark (beta-weighted): local positions and benchmark underlyings.
     bench_local: I64
     bench_under: I64
@@ -171,10 +171,9 @@ class _Affected:
     whalley_wilmott: bool
     static_lower: F64
     static_upper: F64
-    # Deep-zone bounds and "no static bound is NaN", for affected sets whose bands are all static.
+    # Deep-zone bounds of the static bands.
     static_deep_lower: F64
     static_deep_upper: F64
-    static_known: bool
     hysteresis: F64
     cooldown: F64
 
@@ -199,16 +198,13 @@ class _StyleRun:
 
 @dataclass(slots=True)
 class _UnderlyingRows:
-    # Views over the positions of one underlying: Greeks and units in, contributions out (rows of ``contrib``;
-    # a metric none of the positions' watches uses is not computed).
+    # The positions of one underlying (rows start:stop) and which metrics' contributions its watches use
+    # (shares always; a metric none of the positions' watches uses is not computed).
     runs: list[_StyleRun]
-    empty: bool
-    greeks: F64
-    units: F64
-    volatility: F64
-    shares: F64
-    dollars: F64 | None
-    beta_dollars: F64 | None
+    start: int
+    stop: int
+    dollars: bool
+    beta_dollars: bool
 
 
 class Book:
@@ -305,8 +301,7 @@ class Book:
             if is_option:
                 self._iv_rows.setdefault(sym, []).append(row)
         self._iv_rows_arr = {s: np.array(r, dtype=np.int64) for s, r in self._iv_rows.items()}
-        # Per-share Greeks, one row each (the first four in the order of the summed contributions); shares
-        # have delta 1 and nothing else.
+        # Per-share Greeks, one row each in the pricer's order (GREEK_ROWS); shares have delta 1 and nothing else.
         self.g = np.where(self.p_is_option, np.nan, 0.0)[None, :].repeat(_G_ROWS, axis=0)
         self.g[_G_DELTA, ~self.p_is_option] = 1.0
         self.g_delta = self.g[_G_DELTA]
@@ -320,12 +315,7 @@ class Book:
         # vanna, move (gamma x S x IV) and metrics shares, dollars, beta-dollars; the beta row is divided by
         # the watch's benchmark price after summing.
         self.contrib = np.full((_QUANTITIES, 3, n), np.nan)
-        self.c_delta = self.contrib[0]
         self.c_gamma = self.contrib[1]
-        self.c_charm = self.contrib[2]
-        self.c_vanna = self.contrib[3]
-        self.c_move = self.contrib[4]
-        self._contrib_flat = self.contrib.reshape(-1)
         nu = len(underlyings)
         self.u_price = np.array([self.market.prices.get(s, math.nan) for s in underlyings], dtype=np.float64)
         self.u_beta = np.array([self.market.beta(s) for s in underlyings], dtype=np.float64)
@@ -431,8 +421,6 @@ class Book:
             pair_local = local[self.pair_w[mask]]
             pair_position = self.pair_p[mask]
             pair_metric = self.w_metric[self.pair_w[mask]]
-            quantity = np.arange(_QUANTITIES, dtype=np.int64)[:, None]
-            n_positions = len(self.positions)
             bench = self.w_bench[watches]
             kind = self.w_band_kind[watches]
             static_lower = self.w_static_lower[watches]
@@ -446,8 +434,7 @@ class Book:
                     pair_local=pair_local,
                     pair_position=pair_position,
                     pair_metric=pair_metric,
-                    gather=((quantity * 3 + pair_metric) * n_positions + pair_position).reshape(-1),
-                    bins=(quantity * len(watches) + pair_local).reshape(-1),
+                    sums=np.empty((_QUANTITIES, len(watches))),
                     bench_local=bench_local,
                     bench_under=bench[bench >= 0],
                     has_bench=len(bench_local) > 0,
@@ -457,7 +444,6 @@ class Book:
                     static_upper=static_upper,
                     static_deep_lower=deep_lower,
                     static_deep_upper=deep_upper,
-                    static_known=not bool(np.isnan(static_lower).any() or np.isnan(static_upper).any()),
                     hysteresis=hysteresis,
                     cooldown=self.w_cooldown[watches],
                 )
@@ -482,8 +468,6 @@ class Book:
             used[self.p_under[self.pair_p], self.w_metric[self.pair_w]] = True
         self.u_rows: list[_UnderlyingRows] = []
         for u in range(nu):
-            start, stop = int(self.u_start[u]), int(self.u_stop[u])
-            sl = slice(start, stop)
             for run in self.u_runs[u]:
                 rs = slice(run.start, run.stop)
                 n = run.stop - run.start
@@ -501,15 +485,17 @@ class Book:
             self.u_rows.append(
                 _UnderlyingRows(
                     runs=self.u_runs[u],
-                    empty=start == stop,
-                    greeks=self.g[:_QUANTITIES, sl],
-                    units=self.p_units[sl],
-                    volatility=self.p_iv[sl],
-                    shares=self.contrib[:, 0, sl],
-                    dollars=self.contrib[:, 1, sl] if used[u, 1] else None,
-                    beta_dollars=self.contrib[:, 2, sl] if used[u, 2] else None,
+                    start=int(self.u_start[u]),
+                    stop=int(self.u_stop[u]),
+                    dollars=bool(used[u, 1]),
+                    beta_dollars=bool(used[u, 2]),
                 )
             )
+        next_state, raises, rearms = alerting.breach_lookups()
+        self._columns = _book_kernel.WatchColumns(
+            self.w_state, self.w_last_alert, self.w_delta, self.w_charm, self.w_vanna, self.w_move, self.w_lower,
+            self.w_upper, self.w_evaluated, self.w_forecast_stale, next_state, raises, rearms,
+        )
 
     def _restore_live(self) -> None:
         for wi, w in enumerate(self.watches):
@@ -667,7 +653,7 @@ class Book:
 
     def _reprice(self, u: int, spot: float, now: float) -> int:
         rows = self.u_rows[u]
-        if rows.empty:
+        if rows.start == rows.stop:
             return 0
         priced = 0
         dividend_yield = self.u_yield[u]
@@ -677,7 +663,8 @@ class Book:
             years /= _SECONDS_PER_YEAR
             run.spot.fill(spot)
             run.dividend_yield.fill(dividend_yield)
-            result = self.pricer.greeks(
+            block = run.greeks
+            self.pricer.greeks_into(
                 is_call=run.is_call,
                 spot=run.spot,
                 strike=run.strike,
@@ -686,14 +673,8 @@ class Book:
                 rate=run.rate,
                 dividend_yield=run.dividend_yield,
                 american=run.american,
+                out=block,
             )
-            block = run.greeks
-            block[_G_DELTA] = result.delta
-            block[_G_GAMMA] = result.gamma
-            block[_G_CHARM] = result.charm
-            block[_G_VANNA] = result.vanna
-            block[_G_THETA] = result.theta
-            block[_G_VEGA] = result.vega
             # (T - now) / year is monotonic in T: the earliest expiry tells whether any option has expired.
             if (run.first_expiry - now) / _SECONDS_PER_YEAR <= 0.0:
                 # At or past expiry an option is its exercise value: delta 1/-1 in the money, 0 out of it.
@@ -706,27 +687,16 @@ class Book:
                 block[_G_DELTA, expired] = intrinsic[expired]
             priced += run.stop - run.start
         # delta, gamma, charm, vanna and move per position in shares, then x S and x beta S for the other metrics.
-        shares = rows.shares
-        np.multiply(rows.greeks, rows.units, out=shares)
-        move = shares[4]
-        np.multiply(shares[_G_GAMMA], spot, out=move)
-        move *= rows.volatility
-        if rows.dollars is not None:
-            np.multiply(shares, spot, out=rows.dollars)
-        if rows.beta_dollars is not None:
-            np.multiply(shares, self.u_beta[u] * spot, out=rows.beta_dollars)
+        _book_kernel.exposures(
+            self.g_delta, self.g_gamma, self.g_charm, self.g_vanna, self.p_units, self.p_iv, spot,
+            self.u_beta[u] * spot, rows.start, rows.stop, self.contrib, rows.dollars, rows.beta_dollars,
+        )
         return priced
-
-    def _sums(self, affected: _Affected, size: int) -> F64:
-        # One bincount for the five quantities: the same additions, in the same order, as one per quantity.
-        weights = self._contrib_flat[affected.gather]
-        sums = np.bincount(affected.bins, weights=weights, minlength=_QUANTITIES * size)
-        return cast(F64, sums.reshape(_QUANTITIES, size))
 
     def _evaluate(self, u: int, affected: _Affected, now: float, when: datetime) -> list[Alert]:
         ws = affected.watches
-        n = len(ws)
-        sums = self._sums(affected, n)
+        sums = affected.sums
+        _book_kernel.watch_sums(self.contrib, affected.pair_local, affected.pair_position, affected.pair_metric, sums)
         if affected.has_bench:
             sums[:, affected.bench_local] /= self.u_price[affected.bench_under]
         delta = sums[0]
@@ -735,52 +705,27 @@ class Book:
             adaptive = kind != _BAND_STATIC
             raw = analytics.expected_move_half_width(sums[4])
             if affected.whalley_wilmott:
-                raw = np.where(kind == _BAND_WW, self._ww_half_width(u, affected, ws, n), raw)
+                raw = np.where(kind == _BAND_WW, self._ww_half_width(u, affected, ws, len(ws)), raw)
             lo, hi = analytics.adaptive_bounds(
                 self.w_center[ws], raw, self.w_mult[ws], self.w_min_hw[ws], self.w_max_hw[ws]
             )
             lower = np.where(adaptive, lo, affected.static_lower)
             upper = np.where(adaptive, hi, affected.static_upper)
-            zones = alerting.classify_zones(delta, lower, upper, affected.hysteresis)
+            deep_lower, deep_upper = alerting.deep_bounds(lower, upper, affected.hysteresis)
         else:
-            lower = affected.static_lower
-            upper = affected.static_upper
-            zones = alerting.zones_within(
-                delta, lower, upper, affected.static_deep_lower, affected.static_deep_upper,
-                bounds_known=affected.static_known,
-            )
-        cooldown_over = (now - self.w_last_alert[ws]) >= affected.cooldown
-        prior_state = self.w_state[ws]
-        next_state, raise_alert, rearmed = alerting.breach_moves(prior_state, zones, cooldown_over)
-        if np.count_nonzero(rearmed):
-            self.rearmed.extend(self.watches[int(wi)].watch_id for wi in ws[rearmed])
-        before = self.w_delta[ws] if np.count_nonzero(raise_alert) else None
-        self.w_state[ws] = next_state
-        # Zone.NO_DATA is 0: the non-zero zones are the evaluated watches.
-        if np.count_nonzero(zones) == n:
-            target, values, kept_lower, kept_upper = ws, sums, lower, upper
-        else:
-            evaluated = zones != _NO_DATA
-            target, values = ws[evaluated], sums[:, evaluated]
-            kept_lower, kept_upper = lower[evaluated], upper[evaluated]
-        self.w_delta[target] = values[0]
-        self.w_charm[target] = values[2]
-        self.w_vanna[target] = values[3]
-        self.w_move[target] = values[4]
-        self.w_lower[target] = kept_lower
-        self.w_upper[target] = kept_upper
-        self.w_evaluated[target] = now
-        self.w_forecast_stale[target] = True
-        if before is None:
+            lower, upper = affected.static_lower, affected.static_upper
+            deep_lower, deep_upper = affected.static_deep_lower, affected.static_deep_upper
+        # Zones, the breach table and the live columns' write-back in one compiled pass (_book_kernel).
+        moved = self._columns.step(ws, sums, lower, upper, deep_lower, deep_upper, affected.cooldown, now)
+        if moved is None:
             return []
+        alerting_at, before, rearmed_at = moved
+        self.rearmed.extend(self.watches[int(ws[j])].watch_id for j in rearmed_at)
         alerts = []
-        for local in np.flatnonzero(raise_alert):
-            wi = int(ws[local])
-            self.w_last_alert[wi] = now
-            prior = float(before[local])
+        for local, prior in zip(alerting_at, before):
             alerts.append(
                 self._breach_alert(
-                    wi, u, when,
+                    int(ws[local]), u, when,
                     delta_before=prior if math.isfinite(prior) else float(delta[local]),
                     delta_after=float(delta[local]),
                     lower=float(lower[local]),

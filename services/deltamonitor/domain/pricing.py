@@ -8,9 +8,12 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["GreeksArrays", "Pricer"]
+__all__ = ["GREEK_ROWS", "GreeksArrays", "Pricer"]
 
 F64 = npt.NDArray[np.float64]
+
+# The rows of ``Pricer.greeks_into``'s output, in order (core_ext's order).
+GREEK_ROWS = ("price", "delta", "gamma", "vega", "theta", "rho", "vanna", "charm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,4 +55,22 @@ class Pricer(Protocol):
         american: bool,
     ) -> GreeksArrays:
         """Return the Greeks of every element; an element that cannot be priced is NaN with ``ok`` False."""
+        ...
+
+    def greeks_into(
+        self,
+        *,
+        is_call: npt.NDArray[np.bool_],
+        spot: F64,
+        strike: F64,
+        expiry_years: F64,
+        volatility: F64,
+        rate: F64,
+        dividend_yield: F64,
+        american: bool,
+        out: F64,
+    ) -> None:
+        """Write every element's outputs into ``out`` (shape (len(GREEK_ROWS), n), last axis contiguous; may be
+        a view into the caller's columns), rows in ``GREEK_ROWS`` order; NaN where an element cannot be priced
+        (and in a row the pricer does not compute)."""
         ...
