@@ -10,6 +10,7 @@ from core_ext._bsm import get_threads as get_threads
 from core_ext._bsm import greeks as greeks
 from core_ext._bsm import greeks_array as greeks_array
 from core_ext._bsm import greeks_into as greeks_into
+from core_ext._bsm import greeks_kernel as greeks_kernel
 from core_ext._bsm import implied_volatility as implied_volatility
 from core_ext._bsm import implied_volatility_array as implied_volatility_array
 from core_ext._bsm import set_threads as set_threads
@@ -25,6 +26,7 @@ __all__ = [
     "greeks",
     "greeks_array",
     "greeks_into",
+    "greeks_kernel",
     "implied_volatility",
     "implied_volatility_array",
     "set_threads",

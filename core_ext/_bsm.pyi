@@ -149,6 +149,7 @@ def greeks_into(
     status: npt.NDArray[np.int8] | None = None,
     style: _Style = "european",
 ) -> None: ...
+def greeks_kernel(style: _Style = "european") -> object: ...
 def implied_volatility_array(
     is_call: _BoolIn,
     price: _FloatIn,

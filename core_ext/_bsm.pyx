@@ -40,6 +40,7 @@ cimport cython
 cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.stdint cimport int8_t, uint8_t
+from cpython.pycapsule cimport PyCapsule_New
 from libc.stdlib cimport free
 
 cnp.import_array()
@@ -1827,6 +1828,24 @@ def greeks_array(is_call, spot, strike, expiry_years, volatility, rate, dividend
             else:
                 _greeks_american_kernel(n, &ic[0], &S[0], &K[0], &T[0], &V[0], &R[0], &Q[0], outs, st)
     return GreeksArray(out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7], status)
+
+
+def greeks_kernel(style="european"):
+    """The array Greeks kernel of ``style`` for C callers, as a PyCapsule named ``"tastyplat.greeks_kernel"``.
+
+    The pointer is a ``void (*)(Py_ssize_t n, const uint8_t* is_call, const double* spot, const double* strike,
+    const double* expiry_years, const double* volatility, const double* rate, const double* dividend_yield,
+    double** outs, int8_t* status)`` that may be called without the GIL: what greeks_into() runs, writing
+    the eight outputs (price, delta, gamma, vega, theta, rho, vanna, charm) through ``outs[0..7]`` and the
+    Status codes through ``status``. It does no validation of lengths: the caller owns every array.
+
+    Raises:
+        ValueError: Unknown style.
+    """
+    cdef int stl = _parse_style(style)
+    if stl == STYLE_EUROPEAN:
+        return PyCapsule_New(<void*>_greeks_european_kernel, b"tastyplat.greeks_kernel", NULL)
+    return PyCapsule_New(<void*>_greeks_american_kernel, b"tastyplat.greeks_kernel", NULL)
 
 
 def greeks_into(is_call, spot, strike, expiry_years, volatility, rate, dividend_yield, out, status=None,

@@ -42,6 +42,7 @@ def test_public_names_are_exported() -> None:
         "greeks",
         "greeks_array",
         "greeks_into",
+        "greeks_kernel",
         "implied_volatility",
         "implied_volatility_array",
         "set_threads",
@@ -273,6 +274,19 @@ def test_greeks_into_rejects_outputs_of_the_wrong_shape_dtype_or_layout() -> Non
         greeks_into(*args, np.empty((8, 2)), np.empty(3, dtype=np.int8))
     with pytest.raises(ValueError, match="style"):
         greeks_into(*args, np.empty((8, 2)), style="asian")  # type: ignore[arg-type]
+
+
+def test_greeks_kernel_is_a_named_capsule_per_style() -> None:
+    import ctypes
+
+    is_valid = ctypes.pythonapi.PyCapsule_IsValid
+    is_valid.restype = ctypes.c_int
+    is_valid.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    european, american = core_ext.greeks_kernel("european"), core_ext.greeks_kernel("american")
+    assert is_valid(european, b"tastyplat.greeks_kernel") and is_valid(american, b"tastyplat.greeks_kernel")
+    assert not is_valid(european, b"another.name")
+    with pytest.raises(ValueError, match="style"):
+        core_ext.greeks_kernel("asian")  # type: ignore[arg-type]
 
 
 def test_greeks_array_all_scalars_gives_length_one() -> None:

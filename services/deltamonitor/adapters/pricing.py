@@ -36,6 +36,7 @@ class CoreExtPricer:
             raise RuntimeError("core_ext.greeks_array is missing: build the extension (setup.py build_ext --inplace)")
         self._greeks_array = function
         self._greeks_into = core_ext.greeks_into
+        self._kernels = (core_ext.greeks_kernel("european"), core_ext.greeks_kernel("american"))
         self._styles = self._style_values(core_ext)
         self._ok = self._ok_value(core_ext)
 
@@ -103,6 +104,10 @@ class CoreExtPricer:
             is_call, spot, strike, expiry_years, volatility, rate, dividend_yield, out,
             style=self._styles[1] if american else self._styles[0],
         )
+
+    def greeks_kernel(self, american: bool) -> object | None:
+        """core_ext's array kernel of the style (a ``tastyplat.greeks_kernel`` capsule)."""
+        return self._kernels[1] if american else self._kernels[0]
 
 
 _ERFC = np.frompyfunc(math.erfc, 1, 1)
@@ -190,6 +195,10 @@ class NumpyBlackScholesPricer:
         )
         for row, name in enumerate(GREEK_ROWS):
             out[row] = getattr(g, name, np.nan)
+
+    def greeks_kernel(self, american: bool) -> object | None:
+        """None: this pricer has no C kernel."""
+        return None
 
 
 def make_pricer(name: str) -> CoreExtPricer | NumpyBlackScholesPricer:

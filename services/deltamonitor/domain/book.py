@@ -205,6 +205,9 @@ class _UnderlyingRows:
     stop: int
     dollars: bool
     beta_dollars: bool
+    priced: int
+    # The whole tick in one compiled call, when the pricer has C kernels and the underlying has watches.
+    step: _book_kernel.UnderlyingStep | None
 
 
 class Book:
@@ -466,6 +469,12 @@ class Book:
         used = np.zeros((nu, 3), dtype=np.bool_)
         if len(self.pair_p):
             used[self.p_under[self.pair_p], self.w_metric[self.pair_w]] = True
+        next_state, raises, rearms = alerting.breach_lookups()
+        self._columns = _book_kernel.WatchColumns(
+            self.w_state, self.w_last_alert, self.w_delta, self.w_charm, self.w_vanna, self.w_move, self.w_lower,
+            self.w_upper, self.w_evaluated, self.w_forecast_stale, next_state, raises, rearms,
+        )
+        kernels = (self.pricer.greeks_kernel(False), self.pricer.greeks_kernel(True))
         self.u_rows: list[_UnderlyingRows] = []
         for u in range(nu):
             for run in self.u_runs[u]:
@@ -482,19 +491,38 @@ class Book:
                 run.greeks = self.g[:, rs]
                 finite = run.expiry[np.isfinite(run.expiry)]
                 run.first_expiry = float(finite.min()) if len(finite) else math.inf
+            runs = self.u_runs[u]
             self.u_rows.append(
                 _UnderlyingRows(
-                    runs=self.u_runs[u],
+                    runs=runs,
                     start=int(self.u_start[u]),
                     stop=int(self.u_stop[u]),
                     dollars=bool(used[u, 1]),
                     beta_dollars=bool(used[u, 2]),
+                    priced=sum(run.stop - run.start for run in runs),
+                    step=self._underlying_step(u, kernels, bool(used[u, 1]), bool(used[u, 2])),
                 )
             )
-        next_state, raises, rearms = alerting.breach_lookups()
-        self._columns = _book_kernel.WatchColumns(
-            self.w_state, self.w_last_alert, self.w_delta, self.w_charm, self.w_vanna, self.w_move, self.w_lower,
-            self.w_upper, self.w_evaluated, self.w_forecast_stale, next_state, raises, rearms,
+
+    def _underlying_step(
+        self, u: int, kernels: tuple[object | None, object | None], dollars: bool, beta_dollars: bool
+    ) -> _book_kernel.UnderlyingStep | None:
+        runs = self.u_runs[u]
+        affected = self.u_affected[u]
+        run_kernels = [kernels[run.american] for run in runs]
+        if not runs or not len(affected.pair_local) or any(k is None for k in run_kernels):
+            return None
+        bands = None if affected.adaptive else (
+            affected.static_lower, affected.static_upper, affected.static_deep_lower, affected.static_deep_upper,
+            affected.cooldown,
+        )
+        return _book_kernel.UnderlyingStep(
+            int(self.u_start[u]), int(self.u_stop[u]),
+            [(run.start, run.stop, kernel) for run, kernel in zip(runs, run_kernels)],
+            self.p_is_call, self.p_strike, self.p_expiry, self.p_years, self.p_iv, self.p_units, self.settings.rate,
+            self.g, (_G_DELTA, _G_GAMMA, _G_CHARM, _G_VANNA), self.contrib, dollars, beta_dollars,
+            affected.pair_local, affected.pair_position, affected.pair_metric, affected.sums,
+            affected.bench_local, affected.bench_under, self.u_price, affected.watches, self._columns, bands,
         )
 
     def _restore_live(self) -> None:
@@ -598,6 +626,10 @@ class Book:
                 out[watch_id] = live
         return out
 
+    def kernel_seconds(self) -> float:
+        """Time the compiled ticks (``_book_kernel.UnderlyingStep``) spent inside the pricer's C kernel."""
+        return sum(rows.step.kernel_seconds for rows in self.u_rows if rows.step is not None)
+
     @functools.cached_property
     def symbols(self) -> frozenset[str]:
         """Every symbol whose quotes or Greeks the book uses (fixed for the book's life: a change rebuilds it)."""
@@ -644,11 +676,25 @@ class Book:
         if u is None:
             return Evaluation([], 0, 0)
         self.u_price[u] = price
-        priced = self._reprice(u, price, now)
+        rows = self.u_rows[u]
         affected = self.u_affected[u]
-        if len(affected.watches) == 0:
-            return Evaluation([], 0, priced)
-        alerts = self._evaluate(u, affected, now, when)
+        if rows.step is not None:
+            # The compiled path: pricing through the pricer's C kernel, sums and (static bands) the step.
+            moved = rows.step.tick(price, self.u_yield[u], self.u_beta[u] * price, now)
+            if affected.adaptive:
+                moved = self._step(u, affected, now)
+            priced = rows.priced
+        else:
+            priced = self._reprice(u, price, now)
+            if len(affected.watches) == 0:
+                return Evaluation([], 0, priced)
+            _book_kernel.watch_sums(
+                self.contrib, affected.pair_local, affected.pair_position, affected.pair_metric, affected.sums
+            )
+            if affected.has_bench:
+                affected.sums[:, affected.bench_local] /= self.u_price[affected.bench_under]
+            moved = self._step(u, affected, now)
+        alerts = [] if moved is None else self._alerts(u, affected, moved, when)
         return Evaluation(alerts, len(affected.watches), priced)
 
     def _reprice(self, u: int, spot: float, now: float) -> int:
@@ -693,13 +739,10 @@ class Book:
         )
         return priced
 
-    def _evaluate(self, u: int, affected: _Affected, now: float, when: datetime) -> list[Alert]:
+    def _step(self, u: int, affected: _Affected, now: float) -> tuple[list[int], list[float], list[int]] | None:
+        # Zones, the breach table and the live columns' write-back over the sums of the tick (_book_kernel).
         ws = affected.watches
         sums = affected.sums
-        _book_kernel.watch_sums(self.contrib, affected.pair_local, affected.pair_position, affected.pair_metric, sums)
-        if affected.has_bench:
-            sums[:, affected.bench_local] /= self.u_price[affected.bench_under]
-        delta = sums[0]
         if affected.adaptive:
             kind = self.w_band_kind[ws]
             adaptive = kind != _BAND_STATIC
@@ -715,21 +758,29 @@ class Book:
         else:
             lower, upper = affected.static_lower, affected.static_upper
             deep_lower, deep_upper = affected.static_deep_lower, affected.static_deep_upper
-        # Zones, the breach table and the live columns' write-back in one compiled pass (_book_kernel).
-        moved = self._columns.step(ws, sums, lower, upper, deep_lower, deep_upper, affected.cooldown, now)
-        if moved is None:
-            return []
+        return cast(
+            "tuple[list[int], list[float], list[int]] | None",
+            self._columns.step(ws, sums, lower, upper, deep_lower, deep_upper, affected.cooldown, now),
+        )
+
+    def _alerts(
+        self, u: int, affected: _Affected, moved: tuple[list[int], list[float], list[int]], when: datetime
+    ) -> list[Alert]:
+        # The step recorded each alerting watch's delta and band (an alerting zone is never NO_DATA).
+        ws = affected.watches
         alerting_at, before, rearmed_at = moved
         self.rearmed.extend(self.watches[int(ws[j])].watch_id for j in rearmed_at)
         alerts = []
         for local, prior in zip(alerting_at, before):
+            wi = int(ws[local])
+            after = float(self.w_delta[wi])
             alerts.append(
                 self._breach_alert(
-                    int(ws[local]), u, when,
-                    delta_before=prior if math.isfinite(prior) else float(delta[local]),
-                    delta_after=float(delta[local]),
-                    lower=float(lower[local]),
-                    upper=float(upper[local]),
+                    wi, u, when,
+                    delta_before=prior if math.isfinite(prior) else after,
+                    delta_after=after,
+                    lower=float(self.w_lower[wi]),
+                    upper=float(self.w_upper[wi]),
                 )
             )
         return alerts

@@ -8,12 +8,19 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["GREEK_ROWS", "GreeksArrays", "Pricer"]
+__all__ = ["GREEKS_KERNEL_CAPSULE", "GREEK_ROWS", "GreeksArrays", "Pricer"]
 
 F64 = npt.NDArray[np.float64]
 
 # The rows of ``Pricer.greeks_into``'s output, in order (core_ext's order).
 GREEK_ROWS = ("price", "delta", "gamma", "vega", "theta", "rho", "vanna", "charm")
+
+# Name of the PyCapsule a pricer may offer (``Pricer.greeks_kernel``): a C function
+# void (*)(Py_ssize_t n, const uint8_t* is_call, const double* spot, const double* strike,
+#          const double* expiry_years, const double* volatility, const double* rate, const double* dividend_yield,
+#          double** outs, int8_t* status), callable without the GIL, that does what ``greeks_into`` does with
+# outs[k] the row GREEK_ROWS[k]. The book then re-prices and evaluates an underlying's tick in one compiled call.
+GREEKS_KERNEL_CAPSULE = "tastyplat.greeks_kernel"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,4 +80,9 @@ class Pricer(Protocol):
         """Write every element's outputs into ``out`` (shape (len(GREEK_ROWS), n), last axis contiguous; may be
         a view into the caller's columns), rows in ``GREEK_ROWS`` order; NaN where an element cannot be priced
         (and in a row the pricer does not compute)."""
+        ...
+
+    def greeks_kernel(self, american: bool) -> object | None:
+        """The pricer's array kernel for one exercise style as a ``GREEKS_KERNEL_CAPSULE`` capsule, or None
+        when it has none (the book then calls ``greeks_into``)."""
         ...
