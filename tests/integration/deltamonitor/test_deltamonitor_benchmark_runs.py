@@ -34,3 +34,23 @@ async def test_the_benchmark_processes_every_tick_and_measures_every_alert(entry
     assert figures["alert_max_ms"] > 0
     if entry == "marketdata":
         assert figures["marketdata_us_per_tick"] > 0
+
+
+def test_the_book_benchmark_times_both_paths(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import sys
+
+    root = str(_PATH.parents[2])
+    monkeypatch.syspath_prepend(root)
+    spec = importlib.util.spec_from_file_location("bench_book_under_test", _PATH.parent / "bench_book.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["bench_book", "--positions", "200", "--ticks", "400", "--rounds", "2"])
+    module.main()
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["style"], r["positions"]) for r in rows] == [("american", 200), ("european", 200)]
+    for row in rows:
+        assert row["ticks"] == 400
+        assert row["compiled_us_per_tick"] > 0 and row["stepped_us_per_tick"] > 0
+        assert 0 < row["kernel_share_of_compiled"] < 1
