@@ -188,13 +188,14 @@ async def run(
     style: str,
     entry: str = "marketdata",
     window: int = 2000,
+    dsn: str = DSN,
 ) -> dict[str, float | str]:
     """One benchmark configuration; returns its figures."""
     rng = np.random.default_rng(11)
     positions, watches = _book(n_positions, rng, american=style == "american")
     schema = f"bench_dm_{uuid.uuid4().hex[:8]}"
     md_schema = f"bench_md_{uuid.uuid4().hex[:8]}"
-    store = PostgresStore(DSN, schema=schema)
+    store = PostgresStore(dsn, schema=schema)
     tokens = TokenIssuer()
     clock = SystemClock()
     bus = InProcessBus()
@@ -215,9 +216,9 @@ async def run(
     if entry == "marketdata":
         md_settings = MarketDataSettings.from_env(
             {}, port=0, feed="simulator", bus="memory", cache="memory", history="postgres",
-            database_url=Secret(DSN), database_schema=md_schema, bus_publish_seconds=0.002, pinned_symbols=(),
+            database_url=Secret(dsn), database_schema=md_schema, bus_publish_seconds=0.002, pinned_symbols=(),
         )
-        marketdata = build_marketdata(md_settings, clock=clock, bus=bus, postgres_dsn=DSN, feed=feed)
+        marketdata = build_marketdata(md_settings, clock=clock, bus=bus, postgres_dsn=dsn, feed=feed)
         registrations.insert(0, marketdata_registration(marketdata))
     # The simulated market: the benchmark's 50 underlyings at 100, no trades (a tick is a quote).
     simulator = MarketSimulator([UnderlyingSpec(u, 100.0, 0.3, 0.6, spread=0.02) for u in UNDERLYINGS], seed=5,
@@ -386,7 +387,7 @@ async def run(
     finally:
         gc.unfreeze()
         await bus.close()
-        connection = await asyncpg.connect(DSN)
+        connection = await asyncpg.connect(dsn)
         await connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await connection.execute(f"DROP SCHEMA IF EXISTS {md_schema} CASCADE")
         await connection.close()
@@ -406,12 +407,14 @@ def main() -> None:
     parser.add_argument("--entry", choices=["marketdata", "bus"], nargs="+", default=["marketdata"],
                         help="where ticks enter: the market data service's feed (embedded mode) or the bus directly")
     parser.add_argument("--window", type=int, default=2000, help="phase 1: most ticks ahead of the monitor")
+    parser.add_argument("--dsn", default=DSN, help="PostgreSQL for both services' schemas (asyncpg DSN; query "
+                        "parameters such as ?synchronous_commit=off become session settings)")
     args = parser.parse_args()
     for entry in args.entry:
         for style in args.style:
             for n in args.positions:
                 figures = asyncio.run(
-                    run(n, args.ticks, args.rate, args.alert_every, args.alerts, style, entry, args.window)
+                    run(n, args.ticks, args.rate, args.alert_every, args.alerts, style, entry, args.window, args.dsn)
                 )
                 print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}), flush=True)
 

@@ -696,12 +696,14 @@ class MarketDataApp:
         now = self.clock.monotonic()
         if now < self._next_expiry:
             return
-        for key, (expires, greeks) in list(self._leases.items()):
-            if expires > now:
+        for key in [k for k, (expires, _) in self._leases.items() if expires <= now]:
+            # Read again: a lease renewed (or already gone) while an earlier release awaited is not due.
+            entry = self._leases.get(key)
+            if entry is None or entry[0] > now:
                 continue
             del self._leases[key]
             interest = self._quote_interest([key])
-            if greeks:
+            if entry[1]:
                 self._unfollow_greeks([key])
                 interest += self._greeks_interest([key])
             await self._release(interest)

@@ -6,11 +6,15 @@ underlying the watches its ticks can move: the watches holding it, and the beta-
 their benchmark. Each (watch, position) membership is a pair; for one underlying the pairs of its affected
 watches are precomputed as index arrays.
 
-A quote for an underlying then costs: one pricer call per exercise style over the whole slice (each option
-with its own implied vol from its Greeks events), a few element-wise products for the exposures in the three
-metric units, ``numpy.bincount`` over the precomputed pairs to sum each affected watch, the band and zone
-arithmetic and one lookup in the alert state table, all as arrays, over views and buffers laid out once.
-Python-level work happens only for the (rare) watches that alert. The time-to-breach forecast is only read
+A quote for an underlying then costs: one pricer kernel call per exercise style over the whole slice (each
+option with its own implied vol from its Greeks events) writing into the book's Greek columns, the exposures
+in the three metric units, the sums of each affected watch over the precomputed pairs, the zones and one
+lookup in the alert state table with the write-back of the live columns, over views and buffers laid out
+once. Those steps are loops in C (``_book_kernel``); with a pricer that offers its kernel as a C capsule
+(core_ext) a static-band underlying's whole tick is one compiled call (``_book_kernel.UnderlyingStep``),
+otherwise the pricer is called from Python and the steps follow one another (adaptive bands compute their
+bounds in NumPy between the sums and the step). Python-level work happens only for the (rare) watches that
+alert. The time-to-breach forecast is only read
 with a watch's live state, so a tick keeps its inputs and the forecasts of all watches evaluated since are
 computed in one pass when one of them is read.
 
@@ -67,7 +71,6 @@ _G_DELTA, _G_GAMMA, _G_CHARM, _G_VANNA, _G_THETA, _G_VEGA = (
 _G_ROWS = len(GREEK_ROWS)
 _QUANTITIES = 5
 _ARMED = int(WatchState.ARMED)
-_NO_DATA = int(alerting.Zone.NO_DATA)
 _NO_TIME = -math.inf
 
 

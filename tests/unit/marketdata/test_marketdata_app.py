@@ -264,6 +264,34 @@ async def test_interest_lease_on_the_bus_makes_ticks_flow_until_it_expires(
     assert "QQQ" not in feed.subscribed["Quote"] and option not in feed.subscribed["Greeks"]
 
 
+async def test_a_lease_renewed_while_an_expiry_releases_another_stays_followed(
+    app: MarketDataApp, feed: ScriptedFeed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await app.follow(["QQQ"], lease_seconds=1)
+    await app.follow(["SPY"], lease_seconds=1)
+    app.clock = _Later(app.clock, 5.0)  # type: ignore[assignment]
+    # The first release blocks in the feed's unsubscribe; meanwhile the consumer renews SPY's lease.
+    gate = asyncio.Event()
+    unsubscribe = feed.unsubscribe
+
+    async def slow_unsubscribe(event_type: str, symbols):  # type: ignore[no-untyped-def]
+        await gate.wait()
+        await unsubscribe(event_type, symbols)
+
+    monkeypatch.setattr(feed, "unsubscribe", slow_unsubscribe)
+    expiry = asyncio.create_task(app.expire_leases())
+    for _ in range(100):
+        if app.leased() == {"SPY"}:
+            break
+        await asyncio.sleep(0.001)
+    assert app.leased() == {"SPY"}  # QQQ is being released
+    await app.follow(["SPY"], lease_seconds=30)
+    gate.set()
+    await expiry
+    assert app.leased() == {"SPY"}
+    assert "SPY" in feed.subscribed["Quote"] and "QQQ" not in feed.subscribed["Quote"]
+
+
 async def test_malformed_interest_message_is_ignored(app: MarketDataApp, bus: InProcessBus) -> None:
     await bus.publish("marketdata.interest", b"not json", "bad-1")
     await bus.publish("marketdata.interest", json.dumps({"symbols": []}).encode(), "bad-2")
