@@ -1,4 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: autotestdict=False, auto_pickle=False
 """The book's per-tick array steps compiled: exposures, watch sums, zones and the breach table in three calls.
 
 Theory of operation. ``book.py`` evaluates one underlying's tick as arrays. Written as NumPy expressions that

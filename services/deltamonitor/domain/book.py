@@ -14,9 +14,8 @@ once. Those steps are loops in C (``_book_kernel``); with a pricer that offers i
 (core_ext) a static-band underlying's whole tick is one compiled call (``_book_kernel.UnderlyingStep``),
 otherwise the pricer is called from Python and the steps follow one another (adaptive bands compute their
 bounds in NumPy between the sums and the step). Python-level work happens only for the (rare) watches that
-alert. The time-to-breach forecast is only read
-with a watch's live state, so a tick keeps its inputs and the forecasts of all watches evaluated since are
-computed in one pass when one of them is read.
+alert. The time-to-breach forecast is only read with a watch's live state, so a tick keeps its inputs and the
+forecasts of all watches evaluated since are computed in one pass when one of them is read.
 
 Live state (the state machine, last delta, last alert time, freshness) and market state (prices, IVs, betas,
 update times, by symbol) live outside the layout and survive a rebuild; a watch whose generation changed
@@ -30,7 +29,6 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -761,10 +759,7 @@ class Book:
         else:
             lower, upper = affected.static_lower, affected.static_upper
             deep_lower, deep_upper = affected.static_deep_lower, affected.static_deep_upper
-        return cast(
-            "tuple[list[int], list[float], list[int]] | None",
-            self._columns.step(ws, sums, lower, upper, deep_lower, deep_upper, affected.cooldown, now),
-        )
+        return self._columns.step(ws, sums, lower, upper, deep_lower, deep_upper, affected.cooldown, now)
 
     def _alerts(
         self, u: int, affected: _Affected, moved: tuple[list[int], list[float], list[int]], when: datetime

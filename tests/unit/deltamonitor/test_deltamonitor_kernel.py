@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -156,3 +160,12 @@ def test_step_rejects_mismatched_lengths_and_watches_outside_the_book() -> None:
     short_state = [np.zeros(3, dtype=np.int8), *list(columns.values())[1:]]
     with pytest.raises(ValueError):
         _book_kernel.WatchColumns(*short_state, *alerting.breach_lookups())
+
+
+def test_stubs_match_the_compiled_module() -> None:
+    root = Path(__file__).resolve().parents[3]
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "services.deltamonitor.domain._book_kernel"],
+        cwd=root, capture_output=True, text=True, timeout=110, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
