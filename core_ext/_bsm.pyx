@@ -1770,6 +1770,34 @@ def get_threads():
     return _core_threads
 
 
+cdef list _greeks_inputs(is_call, spot, strike, expiry_years, volatility, rate, dividend_yield):
+    # The array API's inputs converted, checked and broadcast: is_call as bytes, the six others float64.
+    names = ["is_call", "spot", "strike", "expiry_years", "volatility", "rate", "dividend_yield"]
+    return _broadcast(names, [_as_bool_array(is_call), _as_float_array("spot", spot),
+                              _as_float_array("strike", strike), _as_float_array("expiry_years", expiry_years),
+                              _as_float_array("volatility", volatility), _as_float_array("rate", rate),
+                              _as_float_array("dividend_yield", dividend_yield)])
+
+
+cdef int _greeks_run(int stl, list arrays, double** outs, int8_t* status) except -1:
+    # Price the converted inputs (_greeks_inputs) into outs[0..7] and status, without the GIL.
+    cdef const uint8_t[::1] ic = arrays[0]
+    cdef const double[::1] S = arrays[1]
+    cdef const double[::1] K = arrays[2]
+    cdef const double[::1] T = arrays[3]
+    cdef const double[::1] V = arrays[4]
+    cdef const double[::1] R = arrays[5]
+    cdef const double[::1] Q = arrays[6]
+    cdef Py_ssize_t n = S.shape[0]
+    if n > 0:
+        with nogil:
+            if stl == STYLE_EUROPEAN:
+                _greeks_european_kernel(n, &ic[0], &S[0], &K[0], &T[0], &V[0], &R[0], &Q[0], outs, status)
+            else:
+                _greeks_american_kernel(n, &ic[0], &S[0], &K[0], &T[0], &V[0], &R[0], &Q[0], outs, status)
+    return 0
+
+
 def greeks_array(is_call, spot, strike, expiry_years, volatility, rate, dividend_yield, style="european"):
     """Price and Greeks of many options at once (the loop runs without the GIL).
 
@@ -1795,19 +1823,8 @@ def greeks_array(is_call, spot, strike, expiry_years, volatility, rate, dividend
         TypeError: is_call is not boolean, or a numeric input cannot be converted to float64.
     """
     cdef int stl = _parse_style(style)
-    names = ["is_call", "spot", "strike", "expiry_years", "volatility", "rate", "dividend_yield"]
-    arrays = _broadcast(names, [_as_bool_array(is_call), _as_float_array("spot", spot),
-                                _as_float_array("strike", strike), _as_float_array("expiry_years", expiry_years),
-                                _as_float_array("volatility", volatility), _as_float_array("rate", rate),
-                                _as_float_array("dividend_yield", dividend_yield)])
-    cdef const uint8_t[::1] ic = arrays[0]
-    cdef const double[::1] S = arrays[1]
-    cdef const double[::1] K = arrays[2]
-    cdef const double[::1] T = arrays[3]
-    cdef const double[::1] V = arrays[4]
-    cdef const double[::1] R = arrays[5]
-    cdef const double[::1] Q = arrays[6]
-    cdef Py_ssize_t n = S.shape[0]
+    arrays = _greeks_inputs(is_call, spot, strike, expiry_years, volatility, rate, dividend_yield)
+    cdef Py_ssize_t n = len(arrays[1])
     cdef _OutputBlock owner = _OutputBlock.__new__(_OutputBlock)
     owner.acquire(<size_t>n * 65 if n > 0 else 64)
     cdef double* base = <double*>owner.ptr
@@ -1821,12 +1838,7 @@ def greeks_array(is_call, spot, strike, expiry_years, volatility, rate, dividend
         out.append(_view(owner, outs[j], dims, cnp.NPY_DOUBLE))
     cdef int8_t* st = <int8_t*>(base + 8 * n)
     status = _view(owner, st, dims, cnp.NPY_INT8)
-    if n > 0:
-        with nogil:
-            if stl == STYLE_EUROPEAN:
-                _greeks_european_kernel(n, &ic[0], &S[0], &K[0], &T[0], &V[0], &R[0], &Q[0], outs, st)
-            else:
-                _greeks_american_kernel(n, &ic[0], &S[0], &K[0], &T[0], &V[0], &R[0], &Q[0], outs, st)
+    _greeks_run(stl, arrays, outs, st)
     return GreeksArray(out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7], status)
 
 
@@ -1869,19 +1881,8 @@ def greeks_into(is_call, spot, strike, expiry_years, volatility, rate, dividend_
             has another dtype.
     """
     cdef int stl = _parse_style(style)
-    names = ["is_call", "spot", "strike", "expiry_years", "volatility", "rate", "dividend_yield"]
-    arrays = _broadcast(names, [_as_bool_array(is_call), _as_float_array("spot", spot),
-                                _as_float_array("strike", strike), _as_float_array("expiry_years", expiry_years),
-                                _as_float_array("volatility", volatility), _as_float_array("rate", rate),
-                                _as_float_array("dividend_yield", dividend_yield)])
-    cdef const uint8_t[::1] ic = arrays[0]
-    cdef const double[::1] S = arrays[1]
-    cdef const double[::1] K = arrays[2]
-    cdef const double[::1] T = arrays[3]
-    cdef const double[::1] V = arrays[4]
-    cdef const double[::1] R = arrays[5]
-    cdef const double[::1] Q = arrays[6]
-    cdef Py_ssize_t n = S.shape[0]
+    arrays = _greeks_inputs(is_call, spot, strike, expiry_years, volatility, rate, dividend_yield)
+    cdef Py_ssize_t n = len(arrays[1])
     if not isinstance(out, np.ndarray) or out.dtype != np.float64:
         raise TypeError("out must be a float64 NumPy array")
     if out.ndim != 2 or out.shape[0] != 8 or out.shape[1] != n:
@@ -1890,7 +1891,6 @@ def greeks_into(is_call, spot, strike, expiry_years, volatility, rate, dividend_
         raise ValueError("out's last axis must be contiguous")
     cdef double[:, :] O = out
     cdef int8_t[::1] st
-    cdef int8_t* st_ptr
     if status is None:
         scratch = np.empty(n, dtype=np.int8)
         st = scratch
@@ -1905,12 +1905,7 @@ def greeks_into(is_call, spot, strike, expiry_years, volatility, rate, dividend_
     if n > 0:
         for j in range(8):
             outs[j] = &O[j, 0]
-        st_ptr = &st[0]
-        with nogil:
-            if stl == STYLE_EUROPEAN:
-                _greeks_european_kernel(n, &ic[0], &S[0], &K[0], &T[0], &V[0], &R[0], &Q[0], outs, st_ptr)
-            else:
-                _greeks_american_kernel(n, &ic[0], &S[0], &K[0], &T[0], &V[0], &R[0], &Q[0], outs, st_ptr)
+        _greeks_run(stl, arrays, outs, &st[0])
 
 
 cdef tuple _iv_array(is_call, price, spot, strike, expiry_years, rate, dividend_yield, style, bint want_iterations):
