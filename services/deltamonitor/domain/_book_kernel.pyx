@@ -318,9 +318,9 @@ cdef class UnderlyingStep:
     cdef WatchColumns columns
     cdef int64_t kernel_ns
 
-    def __init__(self, Py_ssize_t start, Py_ssize_t stop, runs, is_call, strike, expiry, years, volatility, units, double rate, greeks, rows,
-                 contrib, bint dollars, bint beta_dollars, pair_local, pair_position, pair_metric, sums,
-                 bench_local, bench_under, prices, watches, WatchColumns columns, bands):
+    def __init__(self, Py_ssize_t start, Py_ssize_t stop, runs, is_call, strike, expiry, years, volatility, units,
+                 double rate, greeks, rows, contrib, bint dollars, bint beta_dollars, pair_local, pair_position,
+                 pair_metric, sums, bench_local, bench_under, prices, watches, WatchColumns columns, bands):
         """Bind one underlying.
 
         Args:
