@@ -174,7 +174,6 @@ class NumpyBlackScholesPricer:
             ok=ok,
         )
 
-
     def greeks_into(
         self,
         *,

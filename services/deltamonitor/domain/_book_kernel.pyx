@@ -20,6 +20,8 @@ checks them against those expressions, ``alerting.zones_within`` and ``alerting.
 
 import numpy as np
 
+from services.deltamonitor.domain.pricing import GREEKS_KERNEL_CAPSULE as _CAPSULE
+
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 from libc.math cimport isnan
 from libc.stdint cimport int8_t, int64_t, uint8_t
@@ -37,6 +39,7 @@ cdef enum:
     MAX_RUNS = 2       # one run of options per exercise style
 
 cdef double SECONDS_PER_YEAR = 365.0 * 86400.0
+cdef bytes CAPSULE_NAME = _CAPSULE.encode()
 
 # The C ABI of a pricer's array kernel (pricing.GREEKS_KERNEL_CAPSULE): n options, is_call as bytes, the six
 # inputs, eight output rows (GREEK_ROWS order) and an int8 status per option; runs without the GIL.
@@ -358,11 +361,11 @@ cdef class UnderlyingStep:
             first, last, capsule = runs[r]
             if not (0 <= first < last <= self.n_positions) or (r and first != self.run_stop[r - 1]):
                 raise ValueError("UnderlyingStep: runs must be contiguous ranges of the positions")
-            if not PyCapsule_IsValid(capsule, b"tastyplat.greeks_kernel"):
-                raise TypeError("UnderlyingStep: a run's kernel must be a 'tastyplat.greeks_kernel' capsule")
+            if not PyCapsule_IsValid(capsule, CAPSULE_NAME):
+                raise TypeError(f"UnderlyingStep: a run's kernel must be a {_CAPSULE!r} capsule")
             self.run_start[r] = first
             self.run_stop[r] = last
-            self.kernel[r] = <greeks_kernel_t>PyCapsule_GetPointer(capsule, b"tastyplat.greeks_kernel")
+            self.kernel[r] = <greeks_kernel_t>PyCapsule_GetPointer(capsule, CAPSULE_NAME)
         self.is_call = is_call.view("uint8")
         self.strike = strike
         self.expiry = expiry

@@ -105,3 +105,13 @@ def test_compiled_tick_equals_the_step_by_step_path_bit_for_bit(seed: int) -> No
     # The walk crosses bands both ways: alerts and re-arms were compared, not just quiet ticks.
     assert raised > 0 and compiled.rearmed
     assert np.isfinite(compiled.w_delta).any() and np.isnan(compiled.g[1]).any()
+
+
+def test_a_kernel_that_is_not_a_greeks_kernel_capsule_is_refused() -> None:
+    class WrongKernel(CoreExtPricer):
+        def greeks_kernel(self, american: bool) -> object | None:
+            return object()
+
+    positions, watches = _positions_and_watches(np.random.default_rng(1))
+    with pytest.raises(TypeError, match="tastyplat.greeks_kernel"):
+        Book(watches, positions, pricer=WrongKernel(), settings=BookSettings())
