@@ -62,6 +62,9 @@ __all__ = ["AlertHub", "AppSettings", "DeltaMonitorApp", "Heartbeat", "Monitor",
 
 log = logging.getLogger("tastyplat.deltamonitor")
 
+# Watches whose live state a flush reads between two turns of the event loop.
+_FLUSH_SLICE = 256
+
 
 @dataclass(frozen=True, slots=True)
 class AppSettings:
@@ -579,7 +582,14 @@ class Monitor:
         """
         if self._unrecorded:
             await self._record([])
-        changed = self._changed_live(self._watches.values())
+        # Read in slices with the event loop free between them: reading a live state costs ~12 µs, so a
+        # 10,000-watch book read in one go held the loop (and the ticks behind it) ~120 ms at every flush.
+        watches = list(self._watches.values())
+        changed: dict[str, tuple[int, WatchLive]] = {}
+        for first in range(0, len(watches), _FLUSH_SLICE):
+            if first:
+                await asyncio.sleep(0)
+            changed.update(self._changed_live(watches[first : first + _FLUSH_SLICE]))
         await self._save_live(changed)
         return len(changed)
 
@@ -587,15 +597,18 @@ class Monitor:
         while changed:
             try:
                 async with self._lock:
-                    await self._store.save_live(
-                        changed, self._fence(partition_of(self._watches[k].account_number) for k in changed)
-                    )
+                    # Watches no longer held (removed while this waited, or dropped with lost leases) are not
+                    # written.
+                    changed = {k: v for k, v in changed.items() if k in self._watches}
+                    if changed:
+                        await self._store.save_live(
+                            changed, self._fence(partition_of(self._watches[k].account_number) for k in changed)
+                        )
                 break
             except LeaseLost as lost:
                 if not lost.partitions:
                     raise
                 self.drop(lost.partitions)
-                changed = {k: v for k, v in changed.items() if k in self._watches}
         for watch_id, (generation, live) in changed.items():
             self._saved[watch_id] = self._key(generation, live)
 

@@ -360,14 +360,16 @@ class _MemorySubscription:
     async def __anext__(self) -> Delivery:
         while True:
             queue = self._queue
+
+            def takeable() -> bool:
+                return self._closed or (bool(queue.ready) and len(self._unacked) < self._prefetch)
+
             # Without a suspension between this check and the pop, no other task can take the message.
-            if not (self._closed or (queue.ready and len(self._unacked) < self._prefetch)):
+            if not takeable():
                 queue.waiting += 1
                 try:
                     async with queue.changed:
-                        await queue.changed.wait_for(
-                            lambda: self._closed or (bool(queue.ready) and len(self._unacked) < self._prefetch)
-                        )
+                        await queue.changed.wait_for(takeable)
                 finally:
                     queue.waiting -= 1
             if self._closed:
