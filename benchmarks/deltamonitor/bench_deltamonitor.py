@@ -114,6 +114,7 @@ class Timed:
 
     def __init__(self, owner: object, name: str) -> None:
         self.seconds = 0.0
+        self.calls = 0
         method = getattr(owner, name)
         own = name in vars(owner)
         self._restore = (lambda: setattr(owner, name, method)) if own else (lambda: delattr(owner, name))
@@ -124,6 +125,7 @@ class Timed:
                     return await method(*args, **kwargs)
                 finally:
                     self.seconds += time.perf_counter() - started
+                    self.calls += 1
             setattr(owner, name, timed_async)
         else:
             def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -132,6 +134,7 @@ class Timed:
                     return method(*args, **kwargs)
                 finally:
                     self.seconds += time.perf_counter() - started
+                    self.calls += 1
             setattr(owner, name, timed)
 
     def restore(self) -> None:
@@ -203,8 +206,9 @@ async def run(
     core_ext = Timed(pricer, "greeks_into")  # time inside core_ext called from Python (books without a C path)
     broker = InMemoryBroker()
     assembly = assemble(
-        settings=AppSettings(heartbeat_seconds=5.0, stale_check_seconds=3600.0, live_flush_seconds=3600.0,
-                             watch_limit=10**9),
+        # The live states are flushed every 2 s, as the service's default; the stale sweep is off (the options'
+        # IVs are set once, so their Greeks would go stale).
+        settings=AppSettings(heartbeat_seconds=5.0, stale_check_seconds=3600.0, watch_limit=10**9),
         store=store, bus=bus, clock=clock, positions=broker, inputs=None,
         authenticator=JwtAuthenticator(StaticKeySource(tokens.jwks), issuer=tokens.issuer, audience=tokens.audience, clock=clock),
         pricer=pricer, calendar=ExchangeCalendar(around=datetime.now(UTC)),
@@ -365,6 +369,8 @@ async def run(
                 else:
                     await bus.publish(f"marketdata.quotes.{CANARY}", _quote(CANARY, price), tag)
 
+            # The periodic flush's scan of the whole book for states to save (its cost grows with the book).
+            flush_scan = Timed(monitor, "_moved")
             receiver = asyncio.create_task(receive())
             load_started = time.perf_counter()
             loader = asyncio.create_task(load())
@@ -379,6 +385,9 @@ async def run(
             await receiver
             stream.cancel()
             await channel.close()
+            flush_scan.restore()
+            figures["flushes"] = flush_scan.calls
+            figures["flush_scan_ms"] = flush_scan.seconds / max(flush_scan.calls, 1) * 1e3
             ms = sorted(x * 1000 for x in latencies)
             figures["alerts"] = len(ms)
             figures["alert_p50_ms"] = statistics.median(ms)

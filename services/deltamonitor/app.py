@@ -403,6 +403,7 @@ class Monitor:
 
     @staticmethod
     def _key(generation: int, live: WatchLive) -> tuple[int, int, float, bool]:
+        # The generation, then the values ``Book.machine_keys`` reads from the book's columns.
         last = live.last_alert_time.timestamp() if live.last_alert_time else -math.inf
         return generation, int(live.state), last, live.stale
 
@@ -582,9 +583,9 @@ class Monitor:
         """
         if self._unrecorded:
             await self._record([])
-        # Read in slices with the event loop free between them: reading a live state costs ~12 µs, so a
-        # 10,000-watch book read in one go held the loop (and the ticks behind it) ~120 ms at every flush.
-        watches = list(self._watches.values())
+        # Only the watches whose state-machine values moved are read, in slices with the event loop free between
+        # them (a live state costs ~12 µs to build: a 10,000-watch book read whole took ~120 ms of every flush).
+        watches = self._moved()
         changed: dict[str, tuple[int, WatchLive]] = {}
         for first in range(0, len(watches), _FLUSH_SLICE):
             if first:
@@ -592,6 +593,16 @@ class Monitor:
             changed.update(self._changed_live(watches[first : first + _FLUSH_SLICE]))
         await self._save_live(changed)
         return len(changed)
+
+    def _moved(self) -> list[Watch]:
+        # The watches whose state-machine values differ from what was last persisted, from the book's columns in
+        # one pass (~0.3 µs a watch): a superset of what ``_changed_live`` keeps, never missing one of them.
+        keys = self.book.machine_keys()
+        saved = self._saved
+        return [
+            w for w in self._watches.values()
+            if (key := keys.get(w.watch_id)) is not None and saved.get(w.watch_id) != (w.generation, *key)
+        ]
 
     async def _save_live(self, changed: dict[str, tuple[int, WatchLive]]) -> None:
         while changed:

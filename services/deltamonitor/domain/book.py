@@ -627,6 +627,16 @@ class Book:
                 out[watch_id] = live
         return out
 
+    def machine_keys(self) -> dict[str, tuple[int, float, bool]]:
+        """Every watch's state-machine values, read from the columns in one pass: what persisting compares.
+
+        Each is (state, last alert as epoch seconds or -inf, stale), the values ``live_state`` reports, at ~0.1 µs
+        a watch where building a live state costs ~12 µs.
+        """
+        stale = (self.w_fresh == alerting.Freshness.STALE).tolist()
+        return dict(zip(self._watch_index, zip(self.w_state.tolist(), self.w_last_alert.tolist(), stale, strict=True),
+                        strict=True))
+
     def kernel_seconds(self) -> float:
         """Time the compiled ticks (``_book_kernel.UnderlyingStep``) spent inside the pricer's C kernel."""
         return sum(rows.step.kernel_seconds for rows in self.u_rows if rows.step is not None)

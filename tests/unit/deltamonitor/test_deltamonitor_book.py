@@ -204,3 +204,21 @@ def test_live_state_survives_a_rebuild() -> None:
     rebuilt = Book(b.watches, b.positions, pricer=b.pricer, settings=b.settings, market=b.market, live=b.export_live())
     assert rebuilt.live_state("w1").state is WatchState.BREACHED  # type: ignore[union-attr]
     assert rebuilt.on_quote("SPY", 481.0, NOW).alerts == []
+
+
+def test_machine_keys_are_the_state_machine_values_of_the_live_states() -> None:
+    # What the monitor's flush compares with what it saved: a breached watch (with its alert's time), a stale one
+    # and one with nothing to evaluate.
+    b = book([watch(watch_id="breached"), watch(StaticBand(-1e9, 1e9), watch_id="stale", stale_after=timedelta(minutes=2)),
+              watch(watch_id="none", target=UnderlyingTarget("QQQ"))], [call_position(), shares(-200)])
+    b.on_quote("SPY", 480.0, NOW)
+    b.sweep_stale(NOW + timedelta(minutes=5), market_open=True)
+    keys = b.machine_keys()
+    for w in b.watches:
+        live = b.live_state(w.watch_id)
+        assert live is not None
+        last = live.last_alert_time.timestamp() if live.last_alert_time else -math.inf
+        assert keys[w.watch_id] == (int(live.state), last, live.stale)
+    assert keys["breached"][:2] == (WatchState.BREACHED, NOW.timestamp())
+    assert keys["stale"][2] is True
+    assert keys["none"][1:] == (-math.inf, False)
