@@ -1,6 +1,6 @@
-"""The periodic flush of live states reads only the watches whose state-machine values moved since saved, in slices
-with the event loop free between them (so the ticks waiting behind it are not held for the whole book), and still
-persists every changed state."""
+"""The periodic flush of live states reads only the watches whose state-machine values moved since saved, and reads
+and saves them in slices with the event loop free between them (so the ticks and alert writes waiting behind it are
+not held for the whole book), and still persists every changed state."""
 
 from __future__ import annotations
 
@@ -44,6 +44,14 @@ async def test_flush_reads_the_book_in_slices_and_saves_every_changed_state(monk
         return snapshot(self, ids)
 
     monkeypatch.setattr(Book, "snapshot_live", counting)
+    saves: list[int] = []
+    save = store.save_live
+
+    async def sizing(states, fence=None):  # type: ignore[no-untyped-def]
+        saves.append(len(states))
+        await save(states, fence)
+
+    monkeypatch.setattr(store, "save_live", sizing)
     done = asyncio.Event()
 
     async def other_task() -> None:
@@ -60,6 +68,8 @@ async def test_flush_reads_the_book_in_slices_and_saves_every_changed_state(monk
     assert saved == count  # every watch's first live state is new
     assert len(await store.load_live()) == count
     assert most[0] <= app_module._FLUSH_SLICE
+    # Saved a slice per statement (the write lock is not held for the whole book), every state once.
+    assert max(saves) <= app_module._FLUSH_SLICE and sum(saves) == count
     assert await monitor.flush_live() == 0  # nothing changed since
 
 
