@@ -1246,13 +1246,25 @@ cdef inline void _american_one(Py_ssize_t i, const uint8_t* ic, const double* S,
 cdef void _greeks_american_kernel(Py_ssize_t n, const uint8_t* ic, const double* S, const double* K,
                                   const double* T, const double* vol, const double* r, const double* q,
                                   double** outs, int8_t* status) noexcept nogil:
+    _american_spread(n, ic, S, K, T, vol, r, q, outs, status, _core_threads)
+
+
+cdef void _greeks_american_kernel_serial(Py_ssize_t n, const uint8_t* ic, const double* S, const double* K,
+                                         const double* T, const double* vol, const double* r, const double* q,
+                                         double** outs, int8_t* status) noexcept nogil:
+    # The caller's thread only, whatever set_threads says (greeks_kernel(parallel=False)).
+    _american_spread(n, ic, S, K, T, vol, r, q, outs, status, 1)
+
+
+cdef void _american_spread(Py_ssize_t n, const uint8_t* ic, const double* S, const double* K,
+                           const double* T, const double* vol, const double* r, const double* q,
+                           double** outs, int8_t* status, int threads) noexcept nogil:
     # Options are independent and each is computed by the same code whichever thread takes it, so the
     # results do not depend on the thread count. Only the options that take the 2002 formula (about
     # 1.3 us each, against 0.02-0.1 us for the European ones) are worth a thread wake-up, so they are counted
     # first.
     cdef Py_ssize_t i
     cdef Py_ssize_t costly = 0
-    cdef int threads = _core_threads
     if threads > 1 and n >= PARALLEL_MIN_COSTLY:
         for i in range(n):
             costly += not _american_is_european(1.0 if ic[i] else -1.0, T[i], r[i], q[i])
@@ -1842,7 +1854,7 @@ def greeks_array(is_call, spot, strike, expiry_years, volatility, rate, dividend
     return GreeksArray(out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7], status)
 
 
-def greeks_kernel(style="european"):
+def greeks_kernel(style="european", *, parallel=True):
     """The array Greeks kernel of ``style`` for C callers, as a PyCapsule named ``"tastyplat.greeks_kernel"``.
 
     The pointer is a ``void (*)(Py_ssize_t n, const uint8_t* is_call, const double* spot, const double* strike,
@@ -1851,13 +1863,22 @@ def greeks_kernel(style="european"):
     the eight outputs (price, delta, gamma, vega, theta, rho, vanna, charm) through ``outs[0..7]`` and the
     Status codes through ``status``. It does no validation of lengths: the caller owns every array.
 
+    Args:
+        style: ``"european"`` or ``"american"``.
+        parallel: Whether the American kernel may spread an array over the threads of set_threads(), as
+            greeks_into() does; False gives one that runs on the caller's thread only (same results), for a
+            latency-bound caller of small arrays on a busy machine, where waiting for a second thread to get a
+            core costs more than it saves. The European kernel is single-threaded either way.
+
     Raises:
         ValueError: Unknown style.
     """
     cdef int stl = _parse_style(style)
     if stl == STYLE_EUROPEAN:
         return PyCapsule_New(<void*>_greeks_european_kernel, b"tastyplat.greeks_kernel", NULL)
-    return PyCapsule_New(<void*>_greeks_american_kernel, b"tastyplat.greeks_kernel", NULL)
+    if parallel:
+        return PyCapsule_New(<void*>_greeks_american_kernel, b"tastyplat.greeks_kernel", NULL)
+    return PyCapsule_New(<void*>_greeks_american_kernel_serial, b"tastyplat.greeks_kernel", NULL)
 
 
 def greeks_into(is_call, spot, strike, expiry_years, volatility, rate, dividend_yield, out, status=None,

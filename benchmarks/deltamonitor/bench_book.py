@@ -10,7 +10,9 @@ one underlying watch per account, static bands), every option's IV known, quotes
   compiled steps (exposures, watch sums, zones + state table + write-back): the path a pricer without a C
   kernel takes.
 
-Both give bit-identical results (``tests/unit/deltamonitor/test_deltamonitor_book_compiled.py``).
+Both give bit-identical results (``tests/unit/deltamonitor/test_deltamonitor_book_compiled.py``). Both price on
+one thread, as the delta monitor's ticks do by default; ``--parallel-ticks`` lets both use core_ext's threads
+(``TASTYPLAT_CORE_THREADS``, two on this machine) for American options.
 
     PYTHONPATH=. .venv/bin/python benchmarks/deltamonitor/bench_book.py --positions 1000 10000 --ticks 20000
 """
@@ -24,6 +26,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+import core_ext
 from benchmarks.deltamonitor.bench_deltamonitor import UNDERLYINGS, _book
 from services.deltamonitor.adapters.pricing import CoreExtPricer
 from services.deltamonitor.domain.book import Book, BookSettings
@@ -63,31 +66,38 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--style", choices=["american", "european"], nargs="+", default=["american", "european"])
+    parser.add_argument("--parallel-ticks", action="store_true", help="American pricing on core_ext's threads")
     args = parser.parse_args()
-    for style in args.style:
-        for n in args.positions:
-            books = {
-                "compiled": _loaded_book(CoreExtPricer(), n, style == "american"),
-                "stepped": _loaded_book(SteppedCoreExtPricer(), n, style == "american"),
-            }
-            assert all(rows.step is not None for rows in books["compiled"].u_rows if rows.runs)
-            seconds = dict.fromkeys(books, 0.0)
-            kernel_before = books["compiled"].kernel_seconds()  # the loading ticks are not timed
-            per_round = max(1, args.ticks // args.rounds)
-            for r in range(args.rounds):
-                for name, book in books.items():
-                    seconds[name] += _run(book, per_round, r * per_round)
-            ticks = per_round * args.rounds
-            us = {name: s / ticks * 1e6 for name, s in seconds.items()}
-            print(json.dumps({
-                "style": style, "positions": n, "ticks": ticks,
-                "compiled_us_per_tick": round(us["compiled"], 2),
-                "stepped_us_per_tick": round(us["stepped"], 2),
-                "stepped_over_compiled": round(us["stepped"] / us["compiled"], 2),
-                "kernel_share_of_compiled": round(
-                    (books["compiled"].kernel_seconds() - kernel_before) / seconds["compiled"], 3
-                ),
-            }), flush=True)
+    threads = core_ext.get_threads()
+    if not args.parallel_ticks:
+        core_ext.set_threads(1)  # the stepped path's greeks_into on one thread too, as the compiled tick
+    try:
+        for style in args.style:
+            for n in args.positions:
+                books = {
+                    "compiled": _loaded_book(CoreExtPricer(parallel_ticks=args.parallel_ticks), n, style == "american"),
+                    "stepped": _loaded_book(SteppedCoreExtPricer(), n, style == "american"),
+                }
+                assert all(rows.step is not None for rows in books["compiled"].u_rows if rows.runs)
+                seconds = dict.fromkeys(books, 0.0)
+                kernel_before = books["compiled"].kernel_seconds()  # the loading ticks are not timed
+                per_round = max(1, args.ticks // args.rounds)
+                for r in range(args.rounds):
+                    for name, book in books.items():
+                        seconds[name] += _run(book, per_round, r * per_round)
+                ticks = per_round * args.rounds
+                us = {name: s / ticks * 1e6 for name, s in seconds.items()}
+                print(json.dumps({
+                    "style": style, "positions": n, "ticks": ticks, "threads": core_ext.get_threads(),
+                    "compiled_us_per_tick": round(us["compiled"], 2),
+                    "stepped_us_per_tick": round(us["stepped"], 2),
+                    "stepped_over_compiled": round(us["stepped"] / us["compiled"], 2),
+                    "kernel_share_of_compiled": round(
+                        (books["compiled"].kernel_seconds() - kernel_before) / seconds["compiled"], 3
+                    ),
+                }), flush=True)
+    finally:
+        core_ext.set_threads(threads)
 
 
 if __name__ == "__main__":

@@ -192,6 +192,7 @@ async def run(
     entry: str = "marketdata",
     window: int = 2000,
     dsn: str = DSN,
+    parallel_ticks: bool = False,
 ) -> dict[str, float | str]:
     """One benchmark configuration; returns its figures."""
     rng = np.random.default_rng(11)
@@ -202,7 +203,7 @@ async def run(
     tokens = TokenIssuer()
     clock = SystemClock()
     bus = InProcessBus()
-    pricer = CoreExtPricer()
+    pricer = CoreExtPricer(parallel_ticks=parallel_ticks)
     core_ext = Timed(pricer, "greeks_into")  # time inside core_ext called from Python (books without a C path)
     broker = InMemoryBroker()
     assembly = assemble(
@@ -228,7 +229,8 @@ async def run(
     simulator = MarketSimulator([UnderlyingSpec(u, 100.0, 0.3, 0.6, spread=0.02) for u in UNDERLYINGS], seed=5,
                                 trade_probability=0.0)
     monitor = assembly.app.monitor
-    figures: dict[str, float | str] = {"style": style, "entry": entry, "positions": n_positions, "watches": len(watches)}
+    figures: dict[str, float | str] = {"style": style, "entry": entry, "positions": n_positions, "watches": len(watches),
+                                       "parallel_ticks": str(parallel_ticks).lower()}
 
     unsent: list[str] = []
     stepped: list[QuoteEvent] = []
@@ -418,12 +420,15 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=2000, help="phase 1: most ticks ahead of the monitor")
     parser.add_argument("--dsn", default=DSN, help="PostgreSQL for both services' schemas (asyncpg DSN; query "
                         "parameters such as ?synchronous_commit=off become session settings)")
+    parser.add_argument("--parallel-ticks", action="store_true",
+                        help="let a tick's American pricing use core_ext's threads (DELTAMONITOR_PARALLEL_TICKS)")
     args = parser.parse_args()
     for entry in args.entry:
         for style in args.style:
             for n in args.positions:
                 figures = asyncio.run(
-                    run(n, args.ticks, args.rate, args.alert_every, args.alerts, style, entry, args.window, args.dsn)
+                    run(n, args.ticks, args.rate, args.alert_every, args.alerts, style, entry, args.window, args.dsn,
+                        args.parallel_ticks)
                 )
                 print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}), flush=True)
 

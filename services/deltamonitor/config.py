@@ -26,6 +26,9 @@ class DeltaMonitorSettings(ServerSettings):
         jwt_issuer: Expected ``iss`` of access tokens.
         jwt_audience: Expected ``aud`` of access tokens.
         pricer: ``core_ext`` (the compiled kernel) or ``numpy`` (European closed form, explicit choice only).
+        parallel_ticks: Let a tick's American pricing use core_ext's threads (``TASTYPLAT_CORE_THREADS``); off,
+            each tick is priced on the event loop's thread alone, which keeps the alert latency's tail short on a
+            busy machine (see ``CoreExtPricer``).
         risk_free_rate: Rate used for pricing and the Whalley-Wilmott discount.
         default_stale_after_seconds: Staleness limit of watches that leave it unset; 0 disables.
         calendar: exchange-calendars name of the market whose hours gate stale alerts.
@@ -55,6 +58,7 @@ class DeltaMonitorSettings(ServerSettings):
     jwt_issuer: str = env("JWT_ISSUER", default="https://user.tastyplat")
     jwt_audience: str = env("JWT_AUDIENCE", default="tastyplat")
     pricer: str = env("PRICER", default="core_ext")
+    parallel_ticks: bool = env("PARALLEL_TICKS", default=False)
     risk_free_rate: float = env("RISK_FREE_RATE", default=0.045, ge=-0.1, le=1.0)
     default_stale_after_seconds: float = env("DEFAULT_STALE_AFTER_SECONDS", default=120.0, ge=0.0)
     calendar: str = env("CALENDAR", default="XNYS")

@@ -131,7 +131,7 @@ def _from_settings(
         positions=broker,
         inputs=broker,
         authenticator=authenticator,
-        pricer=make_pricer(settings.pricer),
+        pricer=make_pricer(settings.pricer, parallel_ticks=settings.parallel_ticks),
         calendar=ExchangeCalendar(settings.calendar, around=clock.now()),
         tick_patterns=settings.tick_patterns,
         close=channels,

@@ -289,6 +289,64 @@ def test_greeks_kernel_is_a_named_capsule_per_style() -> None:
         core_ext.greeks_kernel("asian")  # type: ignore[arg-type]
 
 
+_KERNEL_CALL = """
+import ctypes, json, os, sys
+import numpy as np
+import core_ext
+
+def call(capsule, arrays, out, status):
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    d = ctypes.POINTER(ctypes.c_double)
+    kernel = ctypes.CFUNCTYPE(None, ctypes.c_ssize_t, ctypes.POINTER(ctypes.c_uint8), d, d, d, d, d, d,
+                              ctypes.POINTER(d), ctypes.POINTER(ctypes.c_int8))(get(capsule, b"tastyplat.greeks_kernel"))
+    rows = (d * 8)(*(out[j].ctypes.data_as(d) for j in range(8)))
+    kernel(len(arrays[1]), arrays[0].ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
+           *(a.ctypes.data_as(d) for a in arrays[1:]), rows, status.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)))
+
+def threads():
+    return len(os.listdir("/proc/self/task"))
+
+core_ext.set_threads(2)
+n = 4000
+rng = np.random.default_rng(3)
+# Puts with a positive rate and calls with a dividend yield: all take the 2002 formula (the costly ones).
+is_call = (np.arange(n) % 2).astype(np.uint8)
+arrays = [is_call, rng.uniform(80, 120, n), np.full(n, 100.0), rng.uniform(0.05, 2.0, n), rng.uniform(0.1, 0.6, n),
+          np.full(n, 0.05), np.where(is_call == 1, 0.03, 0.0)]
+seen = {}
+for name in sys.argv[1:]:
+    out, status = np.empty((8, n)), np.empty(n, dtype=np.int8)
+    before = threads()
+    if name == "into":
+        core_ext.greeks_into(is_call.astype(bool), *arrays[1:], out, status, style="american")
+    else:
+        call(core_ext.greeks_kernel("american", parallel=name == "parallel"), arrays, out, status)
+    seen[name] = {"new_threads": threads() - before, "out": out.tobytes().hex(), "status": status.tobytes().hex()}
+print(json.dumps(seen))
+"""
+
+
+def _kernel_calls(*names: str) -> dict[str, dict[str, object]]:
+    import json
+
+    result = subprocess.run([sys.executable, "-c", _KERNEL_CALL, *names], capture_output=True, text=True, timeout=120,
+                            check=True)
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_the_serial_american_kernel_stays_on_the_callers_thread_and_gives_the_same_greeks() -> None:
+    # A fresh process each, with set_threads(2): the serial kernel starts no thread, the parallel one starts
+    # OpenMP's worker; both give exactly what greeks_into gives.
+    serial_first = _kernel_calls("serial", "parallel")
+    assert serial_first["serial"]["new_threads"] == 0
+    assert serial_first["parallel"]["new_threads"] == 1
+    into = _kernel_calls("into")["into"]
+    for name in ("serial", "parallel"):
+        assert serial_first[name]["out"] == into["out"]
+        assert serial_first[name]["status"] == into["status"]
+
+
 def test_greeks_array_all_scalars_gives_length_one() -> None:
     out = greeks_array(True, 100.0, 100.0, 0.5, 0.2, 0.0, 0.0)
     assert out.price.shape == (1,)

@@ -23,8 +23,16 @@ _DAY = 1.0 / 365.0
 class CoreExtPricer:
     """Prices through ``core_ext.greeks_array`` (Black-Scholes-Merton / Bjerksund-Stensland 2002)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, parallel_ticks: bool = False) -> None:
         """Bind the compiled core.
+
+        Args:
+            parallel_ticks: Whether the book's compiled ticks may spread an American underlying's options over
+                core_ext's threads (``TASTYPLAT_CORE_THREADS``). Off by default: an underlying's tick prices a
+                few hundred options at most, and waiting for the second thread to get a core the database and
+                the other services also need gave alert latencies of 37-300 ms where the tick on the event
+                loop's thread alone stayed under 17 ms (``benchmarks/deltamonitor``, American 10,000 positions).
+                Calls from Python (``greeks``, ``greeks_into``) follow core_ext's thread setting either way.
 
         Raises:
             RuntimeError: core_ext is not built or lacks ``greeks_array``.
@@ -36,7 +44,7 @@ class CoreExtPricer:
             raise RuntimeError("core_ext.greeks_array is missing: build the extension (setup.py build_ext --inplace)")
         self._greeks_array = function
         self._greeks_into = core_ext.greeks_into
-        self._kernels = (core_ext.greeks_kernel("european"), core_ext.greeks_kernel("american"))
+        self._kernels = (core_ext.greeks_kernel("european"), core_ext.greeks_kernel("american", parallel=parallel_ticks))
         self._styles = self._style_values(core_ext)
         self._ok = self._ok_value(core_ext)
 
@@ -200,15 +208,17 @@ class NumpyBlackScholesPricer:
         return None
 
 
-def make_pricer(name: str) -> CoreExtPricer | NumpyBlackScholesPricer:
+def make_pricer(name: str, *, parallel_ticks: bool = False) -> CoreExtPricer | NumpyBlackScholesPricer:
     """Return the pricer named by the settings: ``core_ext`` or ``numpy``.
+
+    ``parallel_ticks`` is ``CoreExtPricer``'s (the NumPy pricer has no threads).
 
     Raises:
         ValueError: An unknown name.
         RuntimeError: ``core_ext`` was asked for and is not built.
     """
     if name == "core_ext":
-        return CoreExtPricer()
+        return CoreExtPricer(parallel_ticks=parallel_ticks)
     if name == "numpy":
         return NumpyBlackScholesPricer()
     raise ValueError(f"unknown pricer {name!r}; expected 'core_ext' or 'numpy'")

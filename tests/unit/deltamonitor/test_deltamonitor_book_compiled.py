@@ -76,11 +76,11 @@ _COLUMNS = ("w_state", "w_delta", "w_lower", "w_upper", "w_charm", "w_vanna", "w
             "w_last_alert", "w_forecast_stale", "g", "contrib", "p_years")
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_compiled_tick_equals_the_step_by_step_path_bit_for_bit(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "parallel_ticks"), [(1, False), (2, False), (3, True)])
+def test_compiled_tick_equals_the_step_by_step_path_bit_for_bit(seed: int, parallel_ticks: bool) -> None:
     rng = np.random.default_rng(seed)
     positions, watches = _positions_and_watches(rng)
-    compiled = _book(CoreExtPricer(), positions, watches)
+    compiled = _book(CoreExtPricer(parallel_ticks=parallel_ticks), positions, watches)
     stepped = _book(SteppedCoreExtPricer(), positions, watches)
     assert all(rows.step is not None for rows in compiled.u_rows)
     assert all(rows.step is None for rows in stepped.u_rows)
