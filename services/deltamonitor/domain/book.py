@@ -630,8 +630,8 @@ class Book:
     def machine_keys(self) -> dict[str, tuple[int, float, bool]]:
         """Every watch's state-machine values, read from the columns in one pass: what persisting compares.
 
-        Each is (state, last alert as epoch seconds or -inf, stale), the values ``live_state`` reports, at ~0.1 µs
-        a watch where building a live state costs ~12 µs.
+        Each is (state, last alert as epoch seconds or -inf, stale), the values ``live_state`` reports, at a fraction
+        of a microsecond a watch where building a live state costs ~12 µs.
         """
         stale = (self.w_fresh == alerting.Freshness.STALE).tolist()
         return dict(zip(self._watch_index, zip(self.w_state.tolist(), self.w_last_alert.tolist(), stale, strict=True),
