@@ -31,7 +31,7 @@ class CoreExtPricer:
                 core_ext's threads (``TASTYPLAT_CORE_THREADS``). Off by default: an underlying's tick prices a
                 few hundred options at most, and waiting for the second thread to get a core the database and
                 the other services also need gave alert maxima of 38-303 ms (p99 over 25 ms in 7 of 17 runs),
-                against 13-84 ms (2 of 8) on the event loop's thread alone (``benchmarks/deltamonitor``,
+                against 12-84 ms (2 of 12) on the event loop's thread alone (``benchmarks/deltamonitor``,
                 American, 10,000 positions).
                 Calls from Python (``greeks``, ``greeks_into``) follow core_ext's thread setting either way.
 
