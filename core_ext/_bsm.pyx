@@ -1782,13 +1782,15 @@ def get_threads():
     return _core_threads
 
 
+cdef list _array_inputs(list names, tuple values):
+    # An array API's inputs converted, checked and broadcast: the first (is_call) as bytes, the others float64.
+    return _broadcast(names, [_as_bool_array(values[0])]
+                      + [_as_float_array(name, value) for name, value in zip(names[1:], values[1:])])
+
+
 cdef list _greeks_inputs(is_call, spot, strike, expiry_years, volatility, rate, dividend_yield):
-    # The array API's inputs converted, checked and broadcast: is_call as bytes, the six others float64.
-    names = ["is_call", "spot", "strike", "expiry_years", "volatility", "rate", "dividend_yield"]
-    return _broadcast(names, [_as_bool_array(is_call), _as_float_array("spot", spot),
-                              _as_float_array("strike", strike), _as_float_array("expiry_years", expiry_years),
-                              _as_float_array("volatility", volatility), _as_float_array("rate", rate),
-                              _as_float_array("dividend_yield", dividend_yield)])
+    return _array_inputs(["is_call", "spot", "strike", "expiry_years", "volatility", "rate", "dividend_yield"],
+                         (is_call, spot, strike, expiry_years, volatility, rate, dividend_yield))
 
 
 cdef int _greeks_run(int stl, list arrays, double** outs, int8_t* status) except -1:
@@ -1931,11 +1933,8 @@ def greeks_into(is_call, spot, strike, expiry_years, volatility, rate, dividend_
 
 cdef tuple _iv_array(is_call, price, spot, strike, expiry_years, rate, dividend_yield, style, bint want_iterations):
     cdef int stl = _parse_style(style)
-    names = ["is_call", "price", "spot", "strike", "expiry_years", "rate", "dividend_yield"]
-    arrays = _broadcast(names, [_as_bool_array(is_call), _as_float_array("price", price),
-                                _as_float_array("spot", spot), _as_float_array("strike", strike),
-                                _as_float_array("expiry_years", expiry_years), _as_float_array("rate", rate),
-                                _as_float_array("dividend_yield", dividend_yield)])
+    arrays = _array_inputs(["is_call", "price", "spot", "strike", "expiry_years", "rate", "dividend_yield"],
+                           (is_call, price, spot, strike, expiry_years, rate, dividend_yield))
     cdef const uint8_t[::1] ic = arrays[0]
     cdef const double[::1] P = arrays[1]
     cdef const double[::1] S = arrays[2]

@@ -335,7 +335,7 @@ class Monitor:
             if any(partition_of(d.account_number) in gone for d in self._unrecorded):
                 await self._record([])
             gone &= self._owned
-            changed = self._changed_live(w for w in self._watches.values() if partition_of(w.account_number) in gone)
+            changed = self._live_of(self._moved(w for w in self._watches.values() if partition_of(w.account_number) in gone))
             self.drop(gone)
             if changed:
                 with contextlib.suppress(LeaseLost):  # already someone else's: their state is the stored one
@@ -515,7 +515,8 @@ class Monitor:
             await asyncio.wait([task])
 
     async def _save_rearmed(self, ids: set[str]) -> None:
-        await self._save_live(self._changed_live(w for i in ids if (w := self._watches.get(i)) is not None))
+        # A re-armed watch's state moved (BREACHED -> ARMED): saved without comparing.
+        await self._save_live(self._live_of([w for i in ids if (w := self._watches.get(i)) is not None]))
 
     def on_greeks(self, symbol: str, volatility: float, when: datetime) -> None:
         """Apply an option's implied vol (evaluated with the next quote, or ``after_greeks``)."""
@@ -592,18 +593,22 @@ class Monitor:
         for first in range(0, len(watches), _FLUSH_SLICE):
             if first:
                 await asyncio.sleep(0)
-            changed = self._changed_live(watches[first : first + _FLUSH_SLICE])
+            changed = self._live_of(watches[first : first + _FLUSH_SLICE])
             await self._save_live(changed)
             saved += len(changed)
         return saved
 
-    def _moved(self) -> list[Watch]:
-        # The watches whose state-machine values differ from what was last persisted, from the book's columns in
-        # one pass (~0.5 µs a watch, 4-6 ms for 10,201 in benchmarks/deltamonitor): what ``_changed_live`` keeps.
-        keys = self.book.machine_keys()
+    def _moved(self, watches: Iterable[Watch] | None = None) -> list[Watch]:
+        # The watches (all without a list) whose state-machine values differ from what was last persisted, from the
+        # book's columns in one pass (~0.5 µs a watch, 4-6 ms for 10,201 in benchmarks/deltamonitor).
+        if watches is None:
+            watches, keys = list(self._watches.values()), self.book.machine_keys()
+        else:
+            watches = list(watches)
+            keys = self.book.machine_keys(w.watch_id for w in watches)
         saved = self._saved
         return [
-            w for w in self._watches.values()
+            w for w in watches
             if (key := keys.get(w.watch_id)) is not None and saved.get(w.watch_id) != (w.generation, *key)
         ]
 
@@ -626,16 +631,10 @@ class Monitor:
         for watch_id, (generation, live) in changed.items():
             self._saved[watch_id] = self._key(generation, live)
 
-    def _changed_live(self, watches: Iterable[Watch]) -> dict[str, tuple[int, WatchLive]]:
-        # The live states of ``watches`` whose state-machine values differ from what was last persisted.
-        watches = list(watches)
+    def _live_of(self, watches: list[Watch]) -> dict[str, tuple[int, WatchLive]]:
+        # The live states of ``watches`` (those the book holds), with their generations, for saving.
         lives = self.book.snapshot_live(w.watch_id for w in watches)
-        return {
-            w.watch_id: (w.generation, live)
-            for w in watches
-            if (live := lives.get(w.watch_id)) is not None
-            and self._saved.get(w.watch_id) != self._key(w.generation, live)
-        }
+        return {w.watch_id: (w.generation, live) for w in watches if (live := lives.get(w.watch_id)) is not None}
 
 
 class DeltaMonitorApp:

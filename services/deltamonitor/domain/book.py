@@ -627,14 +627,22 @@ class Book:
                 out[watch_id] = live
         return out
 
-    def machine_keys(self) -> dict[str, tuple[int, float, bool]]:
-        """Every watch's state-machine values, read from the columns in one pass: what persisting compares.
+    def machine_keys(self, watch_ids: Iterable[str] | None = None) -> dict[str, tuple[int, float, bool]]:
+        """The state-machine values of the named watches the book holds (all without names), read from the
+        columns in one pass: what persisting compares.
 
         Each is (state, last alert as epoch seconds or -inf, stale), the values ``live_state`` reports, at a fraction
         of a microsecond a watch where building a live state costs ~12 µs.
         """
-        stale = (self.w_fresh == alerting.Freshness.STALE).tolist()
-        return dict(zip(self._watch_index, zip(self.w_state.tolist(), self.w_last_alert.tolist(), stale, strict=True),
+        if watch_ids is None:
+            ids: list[str] = list(self._watch_index)
+            rows: slice | I64 = slice(None)
+        else:
+            index = self._watch_index
+            ids = [w for w in watch_ids if w in index]
+            rows = np.array([index[w] for w in ids], dtype=np.int64)
+        stale = (self.w_fresh[rows] == alerting.Freshness.STALE).tolist()
+        return dict(zip(ids, zip(self.w_state[rows].tolist(), self.w_last_alert[rows].tolist(), stale, strict=True),
                         strict=True))
 
     def kernel_seconds(self) -> float:

@@ -222,3 +222,5 @@ def test_machine_keys_are_the_state_machine_values_of_the_live_states() -> None:
     assert keys["breached"][:2] == (WatchState.BREACHED, NOW.timestamp())
     assert keys["stale"][2] is True
     assert keys["none"][1:] == (-math.inf, False)
+    # Named watches: only those the book holds.
+    assert b.machine_keys(["stale", "not-held", "breached"]) == {"stale": keys["stale"], "breached": keys["breached"]}
