@@ -32,7 +32,6 @@ async def test_the_benchmark_processes_every_tick_and_measures_every_alert(entry
     assert figures["options_repriced_per_second"] > 0
     assert 0 < figures["core_ext_share_of_book"] < 1
     assert figures["alert_max_ms"] > 0
-    assert figures["flush_scan_ms"] >= 0  # the flush runs every 2 s: none in so short a run
     if entry == "marketdata":
         assert figures["marketdata_us_per_tick"] > 0
 
